@@ -1,0 +1,175 @@
+"""zoiper-bridge serve | check-config | render | hash-password"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging.config
+import os
+import sys
+from pathlib import Path
+
+from bridge.config import ConfigError
+from bridge.settings import Settings, load, load_demo
+
+CONFIG_ENV = "ZOIPER_BRIDGE_CONFIG"  # how `serve --workers N` hands the path to each worker
+DEMO_WARNING = """\
+WARNING: no --config given, serving the built-in DEMO configuration.
+         Demo user: alice / wonderland. Do not expose this to the internet.
+"""
+
+
+def _load(path: str | None) -> Settings:
+    return load(Path(path)) if path else load_demo()
+
+
+def _report(exc: ConfigError, path: str | None) -> int:
+    print(f"Configuration {path or '(demo)'} has {len(exc.problems)} problem(s):",
+          file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return 2
+
+
+def app_factory():  # noqa: ANN201 (uvicorn factory for worker processes)
+    from bridge.app import create_app
+
+    return create_app(_load(os.environ.get(CONFIG_ENV) or None))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bridge.app import create_app
+    from bridge.logs import logging_config
+
+    try:
+        settings = _load(args.config)
+    except ConfigError as exc:
+        return _report(exc, args.config)
+    if settings.demo:
+        print(DEMO_WARNING, file=sys.stderr, end="")
+    server = settings.server
+    log_config = logging_config(server.log_level)
+    workers = args.workers or server.workers
+    common = dict(
+        host=args.host or server.host,
+        port=args.port or server.port,
+        log_config=log_config,
+        access_log=False,  # uvicorn's prints query strings, i.e. passwords
+        proxy_headers=False,
+        server_header=False,
+    )
+    if workers > 1:
+        os.environ[CONFIG_ENV] = str(Path(args.config).resolve()) if args.config else ""
+        uvicorn.run("bridge.cli:app_factory", factory=True, workers=workers, **common)
+    else:
+        uvicorn.run(create_app(settings), **common)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        load(Path(args.path))
+    except ConfigError as exc:
+        return _report(exc, args.path)
+    print(f"{args.path}: OK")
+    return 0
+
+
+def _read_password(prompt: str) -> str:
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    line = sys.stdin.readline()
+    return line[:-1] if line.endswith("\n") else line
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from urllib.parse import quote, urlencode
+
+    from bridge.errors import BridgeError
+    from bridge.logs import logging_config
+    from bridge.params import credentials_from_query
+    from bridge.provision import Provisioner
+
+    try:
+        settings = _load(args.config)
+    except ConfigError as exc:
+        return _report(exc, args.config)
+    logging.config.dictConfig(logging_config("warning"))
+    password = _read_password(f"Password for {args.username}: ")
+    # The same parser as the endpoint, so render refuses what the endpoint refuses.
+    q = settings.query
+    query = urlencode({q.username: args.username, q.password: password}, quote_via=quote)
+    provisioner = Provisioner(settings.authenticator, settings.source, settings.mapping,
+                              settings.server.deadline)
+
+    async def run() -> tuple[int, bytes]:
+        async with contextlib.AsyncExitStack() as stack:
+            for backend in (settings.authenticator, settings.source):
+                await backend.start()
+                stack.push_async_callback(backend.close)
+            try:
+                credentials = credentials_from_query(query.encode(), q)
+                return 200, await provisioner.provision(credentials)
+            except Exception as exc:
+                status, _, _ = settings.errors.describe(exc)
+                detail = exc.detail if isinstance(exc, BridgeError) else type(exc).__name__
+                print(f"HTTP {status}: {detail}", file=sys.stderr)
+                return status, bytes(settings.errors.response(exc).body)
+
+    status, body = asyncio.run(run())
+    sys.stdout.write(body.decode("utf-8"))
+    return 0 if status == 200 else 1
+
+
+def cmd_hash(args: argparse.Namespace) -> int:
+    from bridge.passwords import hash_password
+
+    password = _read_password("Password: ")
+    if sys.stdin.isatty() and getpass.getpass("Again: ") != password:
+        print("The passwords differ.", file=sys.stderr)
+        return 1
+    if not password:
+        print("An empty password cannot be hashed.", file=sys.stderr)
+        return 1
+    print(hash_password(password, args.cost))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zoiper-bridge", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the gateway (the built-in demo without --config)")
+    s.add_argument("--config", help="configuration file (TOML)")
+    s.add_argument("--host", help="address to listen on (default from config, 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port to listen on (default from config, 8080)")
+    s.add_argument("--workers", type=int, help="worker processes (default from config, 1)")
+    s.set_defaults(func=cmd_serve)
+
+    c = sub.add_parser("check-config", help="validate a configuration file and exit")
+    c.add_argument("path")
+    c.set_defaults(func=cmd_check)
+
+    r = sub.add_parser("render", help="print what a user would receive (password on stdin)")
+    r.add_argument("--config", help="configuration file (TOML); the demo without it")
+    r.add_argument("--username", required=True)
+    r.set_defaults(func=cmd_render)
+
+    h = sub.add_parser("hash-password", help="print a password hash for the users file")
+    h.add_argument("--cost", type=int, default=15, choices=range(10, 23), metavar="LOG2_N",
+                   help="scrypt cost as log2(N), 10-22 (default 15)")
+    h.set_defaults(func=cmd_hash)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""From identity + account data to a Zoiper configuration tree, as declared in TOML.
+
+    [mapping.account]
+    name = "{identity.displayName}"
+    username = "{account.sip_user}"
+    password = "{account.sip_password}"
+    SIP_domain = "{account.domain}"
+    SIP_callerId = { value = "{identity.displayName}", default = "" }
+    SIP_transport_type = "tls"
+
+Placeholders name a scope and a field: `identity.username` (the canonical
+name the authenticator returned), `identity.<attribute>`, `account.<field>`
+(what the account source returned, once per account) and `login.username` /
+`login.password` (what the phone sent, for SIP servers that check the same
+credentials). `{{` and `}}` are literal braces. A value that is a single
+placeholder keeps the field's type (an integer stays an integer); anything
+else becomes text.
+
+Option names are checked against the schema when the configuration is loaded,
+and literal values are checked there too. Options the schema does not know yet
+go in `[mapping.account.extra]` (or `.stun.extra`, ...), the one documented
+escape hatch; they are passed through as text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.config import Section, describe
+from bridge.errors import InternalError
+from bridge.models import Account, Credentials, Identity, Scalar
+from bridge.zoiper import schema
+from bridge.zoiper.document import EXTRA
+from bridge.zoiper.schema import SchemaError, SectionSpec
+
+SCOPES = ("identity", "account", "login")
+_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+_FIELD = re.compile(r"([a-z]+)\.([^.{}\s][^{}]*)")
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    scope: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{{{self.scope}.{self.name}}}"
+
+
+class MissingField(LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    identity: Identity
+    account: Account
+    credentials: Credentials
+
+    def lookup(self, f: Field) -> Scalar:
+        value: Any
+        if f.scope == "account":
+            value = self.account.fields.get(f.name)
+        elif f.scope == "identity":
+            value = (self.identity.username if f.name == "username"
+                     else self.identity.attributes.get(f.name))
+        elif f.name == "username":
+            value = self.credentials.username
+        else:
+            value = self.credentials.password
+        if value is None:
+            raise MissingField(str(f))
+        return value
+
+
+def _text(value: Scalar) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    """One option's value: a literal, or a template with an optional default."""
+
+    parts: tuple[str | Field, ...]
+    default: Scalar | None = None
+
+    def resolve(self, ctx: Context) -> Scalar:
+        try:
+            if len(self.parts) == 1:
+                only = self.parts[0]
+                return ctx.lookup(only) if isinstance(only, Field) else only
+            return "".join(p if isinstance(p, str) else _text(ctx.lookup(p)) for p in self.parts)
+        except MissingField:
+            if self.default is None:
+                raise
+            return self.default
+
+    @property
+    def literal(self) -> Scalar | None:
+        if len(self.parts) == 1 and not isinstance(self.parts[0], Field):
+            return self.parts[0]
+        return None
+
+
+def parse_template(text: str) -> tuple[str | Field, ...]:
+    """Split "sip:{account.user}@{account.domain}" into literal and Field parts."""
+    parts: list[str | Field] = []
+    pos = 0
+    literal = ""
+    for m in _TOKEN.finditer(text):
+        literal += text[pos:m.start()]
+        pos = m.end()
+        token = m.group(0)
+        if token in ("{{", "}}"):
+            literal += token[0]
+            continue
+        inner = m.group(1)
+        if inner is None:
+            raise ValueError(f"unmatched {token!r} (write {token * 2} for a literal brace)")
+        fm = _FIELD.fullmatch(inner)
+        if not fm or fm.group(1) not in SCOPES:
+            raise ValueError(f"placeholder {{{inner}}} must be one of "
+                             + ", ".join(f"{{{s}.NAME}}" for s in SCOPES)
+                             + " (write {{ and }} for literal braces)")
+        if fm.group(1) == "login" and fm.group(2) not in ("username", "password"):
+            raise ValueError("placeholder {login.*} must be {login.username} or {login.password}")
+        if literal:
+            parts.append(literal)
+            literal = ""
+        parts.append(Field(fm.group(1), fm.group(2)))
+    literal += text[pos:]
+    if literal or not parts:
+        parts.append(literal)
+    return tuple(parts)
+
+
+@dataclass
+class SectionMapping:
+    spec: SectionSpec
+    options: dict[str, Value] = field(default_factory=dict)
+    sections: dict[str, SectionMapping] = field(default_factory=dict)
+    lists: dict[str, list[SectionMapping]] = field(default_factory=dict)
+    extra: dict[str, Value] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: Section, spec: SectionSpec) -> SectionMapping:
+        mapping = cls(spec)
+        for key in list(cfg.keys()):
+            if key == "extra":
+                extra = cfg.table("extra")
+                for name in list(extra.keys()):
+                    if spec.option(name) is not None:
+                        extra.problem(name, f"'{name}' is a known option: set it in "
+                                            f"[{cfg.path}] instead")
+                    value = _read_value(extra, name, None)
+                    if value is not None:
+                        mapping.extra[name] = value
+                    extra.mark(name)
+            elif (option := spec.option(key)) is not None:
+                value = _read_value(cfg, key, option)
+                if value is not None:
+                    mapping.options[key] = value
+            elif (sub := spec.section(key)) is not None:
+                if sub.item is not None:
+                    mapping.lists[key] = [cls.from_config(item, sub.item)
+                                          for item in cfg.tables(key)]
+                else:
+                    mapping.sections[key] = cls.from_config(cfg.table(key), sub)
+            else:
+                cfg.problem(key, f"unknown option for <{spec.name}> (options the schema does "
+                                 f"not know go in [{cfg.path}.extra])")
+            cfg.mark(key)
+        return mapping
+
+    def build(self, ctx: Context) -> dict[str, Any]:
+        tree: dict[str, Any] = {}
+        for name, value in self.options.items():
+            tree[name] = value.resolve(ctx)
+        for name, sub in self.sections.items():
+            tree[name] = sub.build(ctx)
+        for name, items in self.lists.items():
+            tree[name] = [item.build(ctx) for item in items]
+        if self.extra:
+            tree[EXTRA] = {name: _text(v.resolve(ctx)) for name, v in self.extra.items()}
+        return tree
+
+
+def _read_value(cfg: Section, key: str, option: schema.Option | None) -> Value | None:
+    raw = cfg.raw(key)
+    default: Scalar | None = None
+    if isinstance(raw, dict):
+        sub = cfg.table(key)
+        raw = sub.raw("value")
+        default = sub.raw("default", None)
+        sub.done()
+        if default is not None and not isinstance(default, str | int | bool):
+            sub.problem("default", f"expected text, a number or true/false, "
+                                   f"received {describe(default)}")
+            return None
+    if not isinstance(raw, str | int | bool):
+        cfg.problem(key, f"expected text, a number, true/false or a table "
+                         f"{{ value = ..., default = ... }}, received {describe(raw)}")
+        return None
+    try:
+        parts = parse_template(raw) if isinstance(raw, str) else (raw,)
+    except ValueError as exc:
+        cfg.problem(key, str(exc))
+        return None
+    value = Value(parts, default)
+    if option is not None:
+        for candidate in (value.literal, default):
+            if candidate is None:
+                continue
+            try:
+                option.check(candidate)
+            except SchemaError as exc:
+                cfg.problem(key, str(exc))
+    return value
+
+
+@dataclass
+class ConfigMapping:
+    """The whole declared mapping: one account template, applied to every account."""
+
+    account: SectionMapping
+    diagnostics: SectionMapping | None
+
+    @classmethod
+    def from_config(cls, cfg: Section) -> ConfigMapping:
+        account = SectionMapping.from_config(cfg.table("account", required=True), schema.ACCOUNT)
+        diagnostics = None
+        if "diagnostics" in cfg:
+            diagnostics = SectionMapping.from_config(cfg.table("diagnostics"),
+                                                     schema.DIAGNOSTICS)
+        cfg.done()
+        return cls(account, diagnostics)
+
+    def build(
+        self, identity: Identity, accounts: list[Account], credentials: Credentials
+    ) -> dict[str, Any]:
+        try:
+            tree: dict[str, Any] = {
+                "accounts": [self.account.build(Context(identity, a, credentials))
+                             for a in accounts]
+            }
+            if self.diagnostics is not None:
+                ctx = Context(identity, Account(), credentials)
+                tree["diagnostics"] = self.diagnostics.build(ctx)
+        except MissingField as exc:
+            raise InternalError(f"mapping: field {exc} is missing for user "
+                                f"{identity.username!r} and the option has no default") from None
+        return tree
+
+
+def literal_fields(values: Mapping[str, Any]) -> dict[str, Scalar]:
+    """Keep the scalar fields of a TOML table (for static sources)."""
+    return {k: v for k, v in values.items() if isinstance(v, str | int | bool)}

@@ -1,0 +1,106 @@
+"""The whole gateway configuration: one TOML file, validated completely at start-up."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from bridge.auth import Authenticator, build_authenticator
+from bridge.config import ConfigError, Section
+from bridge.errors import DEFAULT_MESSAGES, DEFAULT_RETRY_AFTER, ErrorPolicy
+from bridge.mapping import ConfigMapping
+from bridge.params import QuerySettings
+from bridge.sources import AccountSource, build_source
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    path: str = "/provision"
+    workers: int = 1
+    access_log: bool = True
+    log_level: str = "info"
+    # Whole-request deadline: past it the phone gets a 503 and keeps its configuration.
+    deadline: float = 10.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    authenticator: Authenticator
+    source: AccountSource
+    mapping: ConfigMapping
+    server: ServerSettings = field(default_factory=ServerSettings)
+    query: QuerySettings = field(default_factory=QuerySettings)
+    errors: ErrorPolicy = field(default_factory=ErrorPolicy)
+    origin: Path | None = None  # the file it came from; None for the embedded demo
+    demo: bool = False
+
+
+def load(path: Path) -> Settings:
+    """Read and validate `path`; raise ConfigError listing every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"Cannot read configuration file {path}: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"Configuration file {path} is not UTF-8"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    return from_dict(data, base_dir=path.parent.resolve(), origin=path)
+
+
+def load_demo() -> Settings:
+    demo = resources.files("bridge") / "demo"
+    with resources.as_file(demo) as folder:
+        settings = load(Path(folder) / "config.toml")
+    return Settings(**{**settings.__dict__, "demo": True})
+
+
+def from_dict(data: dict, base_dir: Path, origin: Path | None = None) -> Settings:
+    root = Section(data, "", [], base_dir)
+    server = _server(root.table("server"))
+    query = QuerySettings.from_config(root.table("request"))
+    errors = _errors(root.table("errors"))
+    authenticator = build_authenticator(root.table("auth", required=True))
+    source = build_source(root.table("source", required=True))
+    mapping = ConfigMapping.from_config(root.table("mapping", required=True))
+    root.done()
+    if root.problems:
+        raise ConfigError(root.problems)
+    assert authenticator is not None and source is not None
+    return Settings(authenticator, source, mapping, server, query, errors, origin)
+
+
+def _server(cfg: Section) -> ServerSettings:
+    d = ServerSettings()
+    path = cfg.str("path", d.path)
+    if not path.startswith("/"):
+        cfg.problem("path", f"must start with '/', received {path!r}")
+    settings = ServerSettings(
+        host=cfg.str("host", d.host, nonempty=True),
+        port=cfg.int("port", d.port, min=1, max=65535),
+        path=path,
+        workers=cfg.int("workers", d.workers, min=1, max=64),
+        access_log=cfg.bool("access_log", d.access_log),
+        log_level=cfg.str("log_level", d.log_level,
+                          choices=("critical", "error", "warning", "info", "debug")),
+        deadline=cfg.float("deadline", d.deadline, min=0.1, max=300),
+    )
+    cfg.done()
+    return settings
+
+
+def _errors(cfg: Section) -> ErrorPolicy:
+    retry_after = cfg.int("retry_after", DEFAULT_RETRY_AFTER, min=1, max=86400)
+    messages_cfg = cfg.table("messages")
+    messages = dict(DEFAULT_MESSAGES)
+    for key in DEFAULT_MESSAGES:
+        messages[key] = messages_cfg.str(key, DEFAULT_MESSAGES[key], nonempty=True)
+    messages_cfg.done()
+    cfg.done()
+    return ErrorPolicy(messages, retry_after)

@@ -1,0 +1,46 @@
+"""Fixed account data from the configuration itself.
+
+For providers whose SIP server checks the provisioning login: every user gets
+the same server settings, and the mapping fills in `{login.username}` and
+`{login.password}`.
+
+    [source]
+    type = "static"
+    [[source.accounts]]
+    domain = "sip.example.com"
+"""
+
+from __future__ import annotations
+
+from bridge.config import Section, describe
+from bridge.models import Account, Credentials, Identity, Scalar
+from bridge.sources import AccountSource
+
+
+class StaticSource(AccountSource):
+    type_name = "static"
+
+    def __init__(self, accounts: list[Account]) -> None:
+        self._accounts = accounts
+
+    @classmethod
+    def from_config(cls, cfg: Section) -> StaticSource:
+        accounts = []
+        tables = cfg.tables("accounts", required=True)
+        if "accounts" in cfg and not tables:
+            cfg.problem("accounts", "needs at least one account table")
+        for table in tables:
+            fields: dict[str, Scalar] = {}
+            for key in list(table.keys()):
+                value = table.raw(key)
+                if isinstance(value, str | int | bool):
+                    fields[key] = value
+                else:
+                    table.problem(key, f"expected text, a number or true/false, "
+                                       f"received {describe(value)}")
+            table.done()
+            accounts.append(Account(fields))
+        return cls(accounts)
+
+    async def accounts(self, identity: Identity, credentials: Credentials) -> list[Account]:
+        return list(self._accounts)

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bridge.passwords import verify_password
+from bridge.zoiper.document import parse_config, parse_error
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bridge.cli", *args], input=stdin,
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
+def test_render_prints_what_alice_receives():
+    result = run("render", "--username", "alice", stdin="wonderland\n")
+    assert result.returncode == 0, result.stderr
+    tree = parse_config(result.stdout.encode())
+    assert tree["accounts"][0]["username"] == "1001"
+
+
+def test_render_prints_the_error_document_for_a_wrong_password():
+    result = run("render", "--username", "alice", stdin="wrong-password\n")
+    assert result.returncode == 1
+    assert parse_error(result.stdout.encode()) == "Wrong username or password."
+    assert "HTTP 401" in result.stderr
+    assert "wrong-password" not in result.stderr + result.stdout
+
+
+def test_render_refuses_an_empty_password_like_the_endpoint():
+    result = run("render", "--username", "alice", stdin="\n")
+    assert result.returncode == 1
+    assert "HTTP 400" in result.stderr
+
+
+def test_hash_password_prints_a_verifiable_hash():
+    result = run("hash-password", "--cost", "10", stdin="s3cret & more\n")
+    assert result.returncode == 0, result.stderr
+    hashed = result.stdout.strip()
+    assert hashed.startswith("$scrypt$ln=10,r=8,p=1$")
+    assert verify_password("s3cret & more", hashed)
+    assert not verify_password("s3cret", hashed)
+
+
+def test_check_config_accepts_the_example():
+    result = run("check-config", str(ROOT / "config.toml.example"))
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+
+
+def test_check_config_reports_every_problem_without_traceback(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("""
+[server]
+port = "eighty"
+colour = "blue"
+
+[auth]
+type = "flie"
+
+[source]
+type = "static"
+
+[mapping.account]
+username = "{login.username}"
+SIP_transport_type = "carrier-pigeon"
+SIP_domian = "sip.example.com"
+register_on_startup = "yes"
+""")
+    result = run("check-config", str(config))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    for expected in [
+        "'server.port': expected an integer, received 'eighty'",
+        "'server.colour': unknown key",
+        "'auth.type': expected one of",
+        "'source.accounts': is required",
+        "'mapping.account.SIP_transport_type'",
+        "'mapping.account.SIP_domian': unknown option",
+        "'mapping.account.register_on_startup'",
+    ]:
+        assert expected in result.stderr
+
+
+@pytest.mark.parametrize("content", ["not toml [", ""])
+def test_check_config_unreadable(tmp_path, content):
+    config = tmp_path / "x.toml"
+    config.write_text(content)
+    result = run("check-config", str(config))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
