@@ -12,7 +12,9 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bridge.clientaddr import client_address
 from bridge.errors import (
     BadRequest,
     BridgeError,
@@ -22,6 +24,7 @@ from bridge.errors import (
     XMLResponse,
 )
 from bridge.logs import AccessLogMiddleware, register_secret
+from bridge.metrics import METRICS
 from bridge.params import credentials_from_query
 from bridge.provision import Provisioner
 from bridge.settings import Settings
@@ -40,22 +43,57 @@ def log_failure(exc: BaseException) -> None:
         logger.info("%s: %s", type(exc).__name__, exc.detail or "-")
 
 
+class StrictTransportSecurityMiddleware:
+    """Over HTTPS (served directly or by a trusted proxy), tell browsers to stay on it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("scheme") != "https":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_hsts(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], HSTS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_hsts)
+
+
+HSTS = (b"strict-transport-security", b"max-age=31536000")
+
+
 def create_app(settings: Settings) -> Starlette:
     policy: ErrorPolicy = settings.errors
-    provisioner = Provisioner(settings.authenticator, settings.source, settings.mapping,
-                              settings.server.deadline)
+    provisioner = Provisioner.from_settings(settings)
+    proxies = list(settings.server.trusted_proxies)
 
     async def provision(request: Request) -> Response:
+        METRICS.inc("bridge_requests_total")
         try:
-            client = request.client.host if request.client else None
+            client = client_address(
+                request.client.host if request.client else None,
+                ", ".join(request.headers.getlist("forwarded")),
+                ", ".join(request.headers.getlist("x-forwarded-for")),
+                proxies,
+            )
             credentials = credentials_from_query(request.scope["query_string"],
                                                  settings.query, client)
             register_secret(credentials.password)
             body = await provisioner.provision(credentials)
         except Exception as exc:
             log_failure(exc)
-            return policy.response(exc)
+            response = policy.response(exc)
+            METRICS.inc(f"bridge_responses_{response.status_code}_total")
+            return response
+        METRICS.inc("bridge_responses_200_total")
         return XMLResponse(body)
+
+    async def metrics(request: Request) -> Response:
+        return Response(METRICS.render(), media_type="text/plain; version=0.0.4")
 
     async def http_exception(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -64,15 +102,17 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with contextlib.AsyncExitStack() as stack:
-            for backend in (settings.authenticator, settings.source):
-                await backend.start()
-                stack.push_async_callback(backend.close)
+        async with provisioner.running():
             yield
 
-    middleware = [Middleware(AccessLogMiddleware)] if settings.server.access_log else []
+    middleware = [Middleware(StrictTransportSecurityMiddleware)]
+    if settings.server.access_log:
+        middleware.insert(0, Middleware(AccessLogMiddleware))
+    routes = [Route(settings.server.path, provision, methods=["GET"])]
+    if settings.server.metrics_path:
+        routes.append(Route(settings.server.metrics_path, metrics, methods=["GET"]))
     return Starlette(
-        routes=[Route(settings.server.path, provision, methods=["GET"])],
+        routes=routes,
         middleware=middleware,
         exception_handlers={HTTPException: http_exception},
         lifespan=lifespan,

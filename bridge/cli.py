@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import getpass
 import logging.config
 import os
@@ -103,14 +102,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     # The same parser as the endpoint, so render refuses what the endpoint refuses.
     q = settings.query
     query = urlencode({q.username: args.username, q.password: password}, quote_via=quote)
-    provisioner = Provisioner(settings.authenticator, settings.source, settings.mapping,
-                              settings.server.deadline)
+    provisioner = Provisioner.from_settings(settings)
 
     async def run() -> tuple[int, bytes]:
-        async with contextlib.AsyncExitStack() as stack:
-            for backend in (settings.authenticator, settings.source):
-                await backend.start()
-                stack.push_async_callback(backend.close)
+        async with provisioner.running():
             try:
                 credentials = credentials_from_query(query.encode(), q)
                 return 200, await provisioner.provision(credentials)

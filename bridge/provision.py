@@ -1,4 +1,10 @@
-"""One provisioning request, top to bottom: authenticate, fetch accounts, map, render.
+"""One provisioning request, top to bottom.
+
+    recently failed with this very password?   -> 401, no backend call
+    answered a moment ago (positive cache)?    -> that document
+    the same request already in flight?        -> share its outcome
+    over a rate limit or in backoff?           -> 429, no backend call
+    authenticate -> fetch accounts -> map -> render (validated)
 
 Every failure leaves this module as a BridgeError (or an unexpected exception
 that the caller treats as internal); nothing here builds a response, so the
@@ -8,15 +14,23 @@ same flow can serve another endpoint later (one-time tokens, other dialects).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from bridge.auth import Authenticator
+from bridge.cache import Coalescer, ResponseCache
 from bridge.errors import AccountNotFound, AuthenticationFailed, InternalError, UpstreamTimeout
+from bridge.guard import Guard
 from bridge.mapping import ConfigMapping
 from bridge.models import Credentials
 from bridge.sources import AccountSource
 from bridge.zoiper.document import render_config
 from bridge.zoiper.schema import SchemaError
+
+if TYPE_CHECKING:
+    from bridge.settings import Settings
 
 logger = logging.getLogger("bridge.provision")
 
@@ -28,13 +42,58 @@ class Provisioner:
         source: AccountSource,
         mapping: ConfigMapping,
         deadline: float,
+        guard: Guard,
+        cache: ResponseCache,
     ) -> None:
         self.authenticator = authenticator
         self.source = source
         self.mapping = mapping
         self.deadline = deadline
+        self.guard = guard
+        self.cache = cache
+        self.flights = Coalescer()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Provisioner:
+        store = settings.state.build()
+        guard = Guard(store, settings.limits, settings.state.hash_key())
+        return cls(settings.authenticator, settings.source, settings.mapping,
+                   settings.server.deadline, guard, ResponseCache(store, settings.cache))
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Provisioner]:
+        """Open the backends' pools and clients for the lifetime of the block."""
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(self.guard.store.close)
+            for backend in (self.authenticator, self.source):
+                await backend.start()
+                stack.push_async_callback(backend.close)
+            yield self
 
     async def provision(self, credentials: Credentials) -> bytes:
+        key = self.guard.credential_key(credentials)
+        if await self.guard.recently_failed(key):
+            raise AuthenticationFailed(f"user {credentials.username!r}: same password failed "
+                                       "recently (answered without asking the backend)")
+        if (document := await self.cache.get(key)) is not None:
+            return document
+        return await self.flights.run(key, lambda: self._attempt(credentials, key))
+
+    async def _attempt(self, credentials: Credentials, key: str) -> bytes:
+        await self.guard.admit(credentials)
+        outcome = "other"
+        try:
+            document = await self._fetch_and_render(credentials)
+            outcome = "ok"
+        except AuthenticationFailed:
+            outcome = "failed"
+            raise
+        finally:
+            await self.guard.settle(credentials, key, outcome)
+        await self.cache.put(key, document)
+        return document
+
+    async def _fetch_and_render(self, credentials: Credentials) -> bytes:
         try:
             async with asyncio.timeout(self.deadline):
                 identity = await self.authenticator.authenticate(credentials)

@@ -8,11 +8,15 @@ from importlib import resources
 from pathlib import Path
 
 from bridge.auth import Authenticator, build_authenticator
+from bridge.cache import CacheSettings
+from bridge.clientaddr import Network, parse_networks
 from bridge.config import ConfigError, Section
 from bridge.errors import DEFAULT_MESSAGES, DEFAULT_RETRY_AFTER, ErrorPolicy
+from bridge.guard import LimitSettings
 from bridge.mapping import ConfigMapping
 from bridge.params import QuerySettings
 from bridge.sources import AccountSource, build_source
+from bridge.state import StateSettings
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,9 @@ class ServerSettings:
     log_level: str = "info"
     # Whole-request deadline: past it the phone gets a 503 and keeps its configuration.
     deadline: float = 10.0
+    # Peers whose X-Forwarded-For / Forwarded headers are believed.
+    trusted_proxies: tuple[Network, ...] = ()
+    metrics_path: str = "/metrics"  # "" turns it off
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,9 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     query: QuerySettings = field(default_factory=QuerySettings)
     errors: ErrorPolicy = field(default_factory=ErrorPolicy)
+    state: StateSettings = field(default_factory=StateSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
     origin: Path | None = None  # the file it came from; None for the embedded demo
     demo: bool = False
 
@@ -66,6 +76,9 @@ def from_dict(data: dict, base_dir: Path, origin: Path | None = None) -> Setting
     server = _server(root.table("server"))
     query = QuerySettings.from_config(root.table("request"))
     errors = _errors(root.table("errors"))
+    state = StateSettings.from_config(root.table("state"))
+    limits = LimitSettings.from_config(root.table("limits"))
+    cache = CacheSettings.from_config(root.table("cache"))
     authenticator = build_authenticator(root.table("auth", required=True))
     source = build_source(root.table("source", required=True))
     mapping = ConfigMapping.from_config(root.table("mapping", required=True))
@@ -73,7 +86,8 @@ def from_dict(data: dict, base_dir: Path, origin: Path | None = None) -> Setting
     if root.problems:
         raise ConfigError(root.problems)
     assert authenticator is not None and source is not None
-    return Settings(authenticator, source, mapping, server, query, errors, origin)
+    return Settings(authenticator, source, mapping, server, query, errors, state, limits, cache,
+                    origin)
 
 
 def _server(cfg: Section) -> ServerSettings:
@@ -81,6 +95,14 @@ def _server(cfg: Section) -> ServerSettings:
     path = cfg.str("path", d.path)
     if not path.startswith("/"):
         cfg.problem("path", f"must start with '/', received {path!r}")
+    metrics_path = cfg.str("metrics_path", d.metrics_path)
+    if metrics_path and (not metrics_path.startswith("/") or metrics_path == path):
+        cfg.problem("metrics_path", "must start with '/' and differ from path (or be empty)")
+    try:
+        proxies = tuple(parse_networks(cfg.list_str("trusted_proxies", [])))
+    except ValueError as exc:
+        cfg.problem("trusted_proxies", str(exc))
+        proxies = ()
     settings = ServerSettings(
         host=cfg.str("host", d.host, nonempty=True),
         port=cfg.int("port", d.port, min=1, max=65535),
@@ -90,6 +112,8 @@ def _server(cfg: Section) -> ServerSettings:
         log_level=cfg.str("log_level", d.log_level,
                           choices=("critical", "error", "warning", "info", "debug")),
         deadline=cfg.float("deadline", d.deadline, min=0.1, max=300),
+        trusted_proxies=proxies,
+        metrics_path=metrics_path,
     )
     cfg.done()
     return settings

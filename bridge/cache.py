@@ -1,0 +1,75 @@
+"""Answer a restart storm with one upstream lookup per user.
+
+`Coalescer`: identical requests in flight at the same moment share one call.
+`ResponseCache` (off by default): a successful document is kept for a short
+TTL under the keyed hash of (username, password). A password change makes a
+new key, so the old entry simply stops being used. Documents contain SIP
+passwords: they stay in this process unless the shared store (Redis) is
+configured, and are never written to disk by the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from bridge.config import Section
+from bridge.state import Store
+
+T = TypeVar("T")
+
+
+class Coalescer:
+    def __init__(self) -> None:
+        self._flights: dict[str, asyncio.Future[object]] = {}
+
+    async def run(self, key: str, fn: Callable[[], Awaitable[T]]) -> T:
+        if (flight := self._flights.get(key)) is not None:
+            # shield: one waiter giving up must not cancel the call for the others
+            return await asyncio.shield(flight)  # type: ignore[return-value]
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._flights[key] = future
+        try:
+            result = await fn()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: nobody else may be waiting
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            del self._flights[key]
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    enabled: bool = False
+    ttl: float = 60.0
+
+    @classmethod
+    def from_config(cls, cfg: Section) -> CacheSettings:
+        settings = cls(enabled=cfg.bool("enabled", False),
+                       ttl=cfg.float("ttl", cls.ttl, min=1, max=86400))
+        cfg.done()
+        return settings
+
+
+class ResponseCache:
+    def __init__(self, store: Store, settings: CacheSettings) -> None:
+        self.store = store
+        self.settings = settings
+
+    async def get(self, key: str) -> bytes | None:
+        if not self.settings.enabled:
+            return None
+        return await self.store.get("doc:" + key)
+
+    async def put(self, key: str, document: bytes) -> None:
+        if self.settings.enabled:
+            await self.store.put("doc:" + key, document, self.settings.ttl)

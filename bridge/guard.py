@@ -1,0 +1,127 @@
+"""Protecting the directory behind the gateway: rate limits, backoff, lockout memory.
+
+* Attempts are counted *before* the backend is asked, so however many guesses
+  arrive at once, the backend sees at most `username_failures` per window for
+  one username and `address_failures` for one client address. A success
+  clears the username's count and gives the address its attempt back.
+* After the n-th failure (n >= 2; a single typo costs nothing) the username
+  waits `backoff_base * 2**(n-2)` seconds, capped at `backoff_max`, before the
+  next attempt is even considered.
+* A failed (username, password) pair is remembered for `lockout_window`: a
+  phone retrying a stale password at every start gets the same 401 without a
+  new bind, so it does not spend the user's Active Directory lockout budget.
+
+Everything is keyed by HMAC-SHA256 under a server secret: neither usernames
+nor passwords are stored, and the keys are useless without the secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+from dataclasses import dataclass
+
+from bridge.config import Section
+from bridge.errors import RateLimited
+from bridge.metrics import METRICS
+from bridge.models import Credentials
+from bridge.state import Store
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    username_failures: int = 5
+    username_window: float = 900.0
+    address_failures: int = 50
+    address_window: float = 900.0
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    lockout_window: float = 900.0
+
+    @classmethod
+    def from_config(cls, cfg: Section) -> LimitSettings:
+        d = cls()
+        settings = cls(
+            username_failures=cfg.int("username_failures", d.username_failures, min=0),
+            username_window=cfg.float("username_window", d.username_window, min=1),
+            address_failures=cfg.int("address_failures", d.address_failures, min=0),
+            address_window=cfg.float("address_window", d.address_window, min=1),
+            backoff_base=cfg.float("backoff_base", d.backoff_base, min=0),
+            backoff_max=cfg.float("backoff_max", d.backoff_max, min=0),
+            lockout_window=cfg.float("lockout_window", d.lockout_window, min=0),
+        )
+        cfg.done()
+        return settings
+
+
+class Guard:
+    def __init__(self, store: Store, settings: LimitSettings, secret: bytes) -> None:
+        self.store = store
+        self.settings = settings
+        self._secret = secret
+
+    def digest(self, *parts: str) -> str:
+        message = "\x00".join(parts).encode("utf-8", "surrogatepass")
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:32]
+
+    def credential_key(self, credentials: Credentials) -> str:
+        return self.digest("login", credentials.username, credentials.password)
+
+    async def recently_failed(self, key: str) -> bool:
+        if not self.settings.lockout_window:
+            return False
+        return await self.store.get("neg:" + key) is not None
+
+    def _ids(self, credentials: Credentials) -> tuple[str, str | None]:
+        user = "u:" + self.digest("user", credentials.username)
+        addr = "a:" + self.digest("addr", credentials.client) if credentials.client else None
+        return user, addr
+
+    async def admit(self, credentials: Credentials) -> None:
+        """Raise RateLimited, or count this attempt against the limits."""
+        s = self.settings
+        user, addr = self._ids(credentials)
+        if (wait := await self.store.ttl(f"lock:{user}")) > 0:
+            self._refuse("backoff", wait)
+        if s.username_failures and (
+            await self.store.hit(f"fail:{user}", s.username_window) > s.username_failures
+        ):
+            await self.store.hit(f"fail:{user}", s.username_window, -1)
+            self._refuse("username", await self.store.ttl(f"fail:{user}"))
+        if s.address_failures and addr and (
+            await self.store.hit(f"fail:{addr}", s.address_window) > s.address_failures
+        ):
+            await self.store.hit(f"fail:{addr}", s.address_window, -1)
+            if s.username_failures:
+                await self.store.hit(f"fail:{user}", s.username_window, -1)
+            self._refuse("address", await self.store.ttl(f"fail:{addr}"))
+
+    def _refuse(self, which: str, wait: float) -> None:
+        METRICS.inc(f"bridge_rate_limited_{which}_total")
+        raise RateLimited(f"{which} limit reached", retry_after=max(1, math.ceil(wait)))
+
+    async def settle(self, credentials: Credentials, key: str, outcome: str) -> None:
+        """Book the attempt admitted earlier: "ok", "failed" (wrong password) or "other".
+
+        Only wrong passwords keep their place in the counters: an outage or a
+        policy refusal must not push a user's phone towards a 429.
+        """
+        s = self.settings
+        user, addr = self._ids(credentials)
+        if outcome == "failed":
+            if s.lockout_window:
+                await self.store.put("neg:" + key, b"1", s.lockout_window)
+            if s.backoff_base and s.username_failures:
+                failures = await self.store.hit(f"fail:{user}", s.username_window, 0)
+                if failures >= 2:
+                    delay = min(s.backoff_max, s.backoff_base * 2 ** (failures - 2))
+                    await self.store.put(f"lock:{user}", b"1", delay)
+            return
+        if s.username_failures:
+            if outcome == "ok":
+                await self.store.delete(f"fail:{user}")
+            else:
+                await self.store.hit(f"fail:{user}", s.username_window, -1)
+        if s.address_failures and addr:
+            await self.store.hit(f"fail:{addr}", s.address_window, -1)
