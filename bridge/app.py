@@ -83,6 +83,8 @@ def create_app(settings: Settings) -> Starlette:
             credentials = credentials_from_query(request.scope["query_string"],
                                                  settings.query, client)
             register_secret(credentials.password)
+            logger.debug("request for %r (version %s) from %s", credentials.username,
+                         credentials.version, client)
             body = await provisioner.provision(credentials)
         except Exception as exc:
             log_failure(exc)

@@ -1,0 +1,133 @@
+"""Limits and secret hygiene through running gateways (real processes, real Redis)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bridge.passwords import hash_password
+from bridge.zoiper.document import parse_config, parse_error
+from tests.gateway import Gateway
+
+REDIS_URL = os.environ.get("BRIDGE_TEST_REDIS", "redis://127.0.0.1:6379/15")
+PASSWORDS = {"alice": "A1ice&pass+word%#ü", "hatter": "Hatter-Secret-9", "broken": "Br0ken-pw!"}
+SIP_PASSWORDS = ["Sip-Secret-7781", "Sip-Broken-7782"]
+STATE_SECRET = "state-hmac-key-" + uuid.uuid4().hex
+QUERY = "SELECT sip_user, sip_password, domain FROM accounts WHERE login = :username"
+
+
+def write_site(folder: Path, extra: str = "") -> Path:
+    users = "\n".join(f'[users.{name}]\npassword = "{hash_password(pw, 10)}"\n'
+                      for name, pw in PASSWORDS.items())
+    (folder / "users.toml").write_text(users)
+    db = folder / "accounts.sqlite"
+    db.unlink(missing_ok=True)
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE accounts (login, sip_user, sip_password, domain)")
+        conn.execute("INSERT INTO accounts VALUES ('alice', '7781', ?, 'sip.example.com')",
+                     (SIP_PASSWORDS[0],))
+        conn.execute("INSERT INTO accounts VALUES ('broken', '7782', ?, NULL)",
+                     (SIP_PASSWORDS[1],))
+    config = folder / "config.toml"
+    config.write_text(f"""
+[server]
+log_level = "debug"
+
+[auth]
+type = "file"
+path = "users.toml"
+
+[source]
+type = "sqlite"
+path = "accounts.sqlite"
+query = "{QUERY}"
+
+[mapping.account]
+username = "{{account.sip_user}}"
+password = "{{account.sip_password}}"
+SIP_domain = "{{account.domain}}"
+{extra}
+""")
+    return config
+
+
+def get(gw: Gateway, user: str, password: str) -> httpx.Response:
+    return httpx.get(gw.base_url + "/provision", params={"user": user, "password": password},
+                     timeout=10)
+
+
+@pytest.fixture
+def redis_available():
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+
+
+def test_limit_holds_across_two_gateways_sharing_redis(tmp_path, redis_available):
+    config = write_site(tmp_path, f"""
+[state]
+backend = "redis"
+redis_url = "{REDIS_URL}"
+redis_prefix = "test-{uuid.uuid4().hex}:"
+secret = "{STATE_SECRET}"
+
+[limits]
+username_failures = 3
+backoff_base = 0
+lockout_window = 0
+""")
+    with Gateway(config, tmp_path) as a, Gateway(config, tmp_path) as b:
+        statuses = [get(gw, "alice", f"guess-{i}").status_code
+                    for i, gw in enumerate([a, b] * 4)]
+        assert statuses == [401, 401, 401] + [429] * 5
+        limited = get(a, "alice", PASSWORDS["alice"])   # even the right password waits
+        assert limited.status_code == 429
+        assert int(limited.headers["retry-after"]) > 0
+        assert parse_error(limited.content) == "Too many attempts. Please wait and try again."
+        assert get(b, "hatter", PASSWORDS["hatter"]).status_code == 404  # others unaffected
+
+
+def test_no_secret_reaches_the_output_on_any_path(tmp_path):
+    config = write_site(tmp_path, """
+[limits]
+username_failures = 2
+backoff_base = 0
+""")
+    gw = Gateway(config, tmp_path).start()
+    try:
+        seen = set()
+        ok = get(gw, "alice", PASSWORDS["alice"])
+        assert parse_config(ok.content)["accounts"][0]["password"] == SIP_PASSWORDS[0]
+        seen.add(ok.status_code)
+        seen.add(get(gw, "alice", "Wrong-Pass-1").status_code)                # 401
+        seen.add(get(gw, "alice", "Wrong-Pass-1").status_code)                # 401, remembered
+        seen.add(get(gw, "nobody", "Unknown-User-Pass").status_code)          # 401
+        seen.add(get(gw, "hatter", PASSWORDS["hatter"]).status_code)          # 404
+        seen.add(get(gw, "broken", PASSWORDS["broken"]).status_code)          # 500: NULL domain
+        seen.add(get(gw, "alice", "Ctrl\x01Pass").status_code)                # 400
+        seen.add(httpx.post(gw.base_url + "/provision",
+                            params={"user": "alice", "password": "Post-Pass-1"}).status_code)
+        for i in range(3):
+            seen.add(get(gw, "hatter", f"Guess-Pass-{i}").status_code)        # ... 429
+        (tmp_path / "accounts.sqlite").unlink()
+        seen.add(get(gw, "alice", PASSWORDS["alice"]).status_code)            # 503
+    finally:
+        gw.stop()
+    assert seen == {200, 400, 401, 404, 405, 429, 500, 503}
+    output = gw.output()
+    assert "DEBUG" in output and "/provision" in output
+    secrets = [*PASSWORDS.values(), *SIP_PASSWORDS, "Wrong-Pass-1", "Unknown-User-Pass",
+               "Post-Pass-1", "Guess-Pass-0", "Guess-Pass-2"]
+    for secret in secrets:
+        for form in {secret, httpx.QueryParams({"p": secret}).__str__()[2:]}:
+            assert form not in output, f"{form!r} leaked"

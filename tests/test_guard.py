@@ -1,0 +1,189 @@
+"""Rate limits, backoff, lockout memory, coalescing and the positive cache, through the
+real request flow (Provisioner) with an authenticator that counts what reaches it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bridge.auth import Authenticator
+from bridge.cache import CacheSettings, ResponseCache
+from bridge.config import Section
+from bridge.errors import AuthenticationFailed, RateLimited, UpstreamUnavailable
+from bridge.guard import Guard, LimitSettings
+from bridge.mapping import ConfigMapping
+from bridge.models import Account, Credentials, Identity
+from bridge.provision import Provisioner
+from bridge.sources import AccountSource
+from bridge.state import MemoryStore
+
+MAPPING = ConfigMapping.from_config(Section({"account": {
+    "username": "{identity.username}", "password": "{login.password}",
+    "SIP_domain": "sip.example.com"}}))
+
+
+class CountingAuthenticator(Authenticator):
+    """A backend stand-in whose only job is to count how often it is asked."""
+
+    def __init__(self, passwords: dict[str, str], delay: float = 0.0,
+                 down: bool = False) -> None:
+        self.passwords = passwords
+        self.calls = 0
+        self.delay = delay
+        self.down = down
+
+    async def authenticate(self, credentials: Credentials) -> Identity | None:
+        self.calls += 1
+        await asyncio.sleep(self.delay)
+        if self.down:
+            raise UpstreamUnavailable("directory down")
+        if self.passwords.get(credentials.username) == credentials.password:
+            return Identity(credentials.username)
+        return None
+
+
+class OneAccount(AccountSource):
+    async def accounts(self, identity: Identity, credentials: Credentials) -> list[Account]:
+        return [Account({})]
+
+
+def provisioner(auth: Authenticator, cache: bool = False, **limits: float) -> Provisioner:
+    store = MemoryStore()
+    guard = Guard(store, LimitSettings(**limits), b"k" * 32)
+    return Provisioner(auth, OneAccount(), MAPPING, 5.0, guard,
+                       ResponseCache(store, CacheSettings(enabled=cache, ttl=60)))
+
+
+def creds(user: str, password: str, client: str = "192.0.2.1") -> Credentials:
+    return Credentials(user, password, client=client)
+
+
+async def outcome(p: Provisioner, c: Credentials) -> str:
+    try:
+        await p.provision(c)
+    except Exception as exc:
+        return type(exc).__name__
+    return "ok"
+
+
+async def test_guessing_loop_is_throttled_and_backend_sees_at_most_the_limit():
+    auth = CountingAuthenticator({"alice": "right"})
+    p = provisioner(auth, username_failures=5, backoff_base=0)
+    results = [await outcome(p, creds("alice", f"guess-{i}")) for i in range(30)]
+    assert results[:5] == ["AuthenticationFailed"] * 5
+    assert set(results[5:]) == {"RateLimited"}
+    assert auth.calls == 5
+
+
+async def test_concurrent_guesses_cannot_overrun_the_limit():
+    auth = CountingAuthenticator({"alice": "right"}, delay=0.05)
+    p = provisioner(auth, username_failures=3, backoff_base=0)
+    results = await asyncio.gather(*(outcome(p, creds("alice", f"g{i}")) for i in range(20)))
+    assert auth.calls == 3
+    assert results.count("RateLimited") == 17
+
+
+async def test_address_limit_spans_usernames():
+    auth = CountingAuthenticator({})
+    p = provisioner(auth, address_failures=4, username_failures=100, backoff_base=0)
+    results = [await outcome(p, creds(f"user{i}", "x")) for i in range(10)]
+    assert results.count("RateLimited") == 6
+    assert auth.calls == 4
+    # another address is not affected
+    assert await outcome(p, creds("user0", "y", client="198.51.100.7")) == "AuthenticationFailed"
+
+
+async def test_rate_limited_carries_retry_after():
+    p = provisioner(CountingAuthenticator({}), username_failures=1, username_window=120,
+                    backoff_base=0)
+    await outcome(p, creds("alice", "a"))
+    with pytest.raises(RateLimited) as info:
+        await p.provision(creds("alice", "b"))
+    assert 1 <= info.value.retry_after <= 120
+
+
+async def test_backoff_grows_after_the_second_failure():
+    auth = CountingAuthenticator({"alice": "right"})
+    p = provisioner(auth, username_failures=100, backoff_base=0.2, backoff_max=10)
+    assert await outcome(p, creds("alice", "a")) == "AuthenticationFailed"
+    assert await outcome(p, creds("alice", "b")) == "AuthenticationFailed"   # 2nd: lock 0.2 s
+    assert await outcome(p, creds("alice", "right")) == "RateLimited"       # even the right one
+    await asyncio.sleep(0.25)
+    assert await outcome(p, creds("alice", "c")) == "AuthenticationFailed"   # 3rd: lock 0.4 s
+    await asyncio.sleep(0.25)
+    assert await outcome(p, creds("alice", "right")) == "RateLimited"
+    await asyncio.sleep(0.2)
+    assert await outcome(p, creds("alice", "right")) == "ok"
+    assert auth.calls == 4
+
+
+async def test_stale_password_restarts_cost_one_backend_call():
+    auth = CountingAuthenticator({"alice": "new-password"})
+    p = provisioner(auth, lockout_window=60)
+    results = [await outcome(p, creds("alice", "old-password")) for _ in range(50)]
+    assert results == ["AuthenticationFailed"] * 50
+    assert auth.calls == 1
+    # the right password is not blocked by the remembered wrong one
+    assert await outcome(p, creds("alice", "new-password")) == "ok"
+
+
+async def test_success_resets_and_outages_do_not_count():
+    auth = CountingAuthenticator({"alice": "right"}, down=True)
+    p = provisioner(auth, username_failures=2, backoff_base=0)
+    for _ in range(5):
+        assert await outcome(p, creds("alice", "right")) == "UpstreamUnavailable"
+    auth.down = False
+    assert await outcome(p, creds("alice", "right")) == "ok"
+
+
+async def test_positive_cache_one_upstream_call_per_user():
+    auth = CountingAuthenticator({f"u{i}": f"p{i}" for i in range(100)})
+    p = provisioner(auth, cache=True)
+    for _ in range(10):
+        for i in range(100):
+            assert await outcome(p, creds(f"u{i}", f"p{i}")) == "ok"
+    assert auth.calls == 100
+
+
+async def test_positive_cache_is_keyed_by_password():
+    auth = CountingAuthenticator({"alice": "one"})
+    p = provisioner(auth, cache=True)
+    assert await outcome(p, creds("alice", "one")) == "ok"
+    auth.passwords["alice"] = "two"
+    assert await outcome(p, creds("alice", "two")) == "ok"
+    assert auth.calls == 2
+
+
+async def test_identical_concurrent_requests_share_one_call():
+    auth = CountingAuthenticator({"alice": "right"}, delay=0.05)
+    p = provisioner(auth)
+    results = await asyncio.gather(*(outcome(p, creds("alice", "right")) for _ in range(50)))
+    assert results == ["ok"] * 50
+    assert auth.calls == 1
+
+
+async def test_cache_off_by_default():
+    auth = CountingAuthenticator({"alice": "right"})
+    p = provisioner(auth)
+    for _ in range(3):
+        assert await outcome(p, creds("alice", "right")) == "ok"
+    assert auth.calls == 3
+
+
+def test_keys_never_contain_the_password():
+    guard = Guard(MemoryStore(), LimitSettings(), b"k" * 32)
+    key = guard.credential_key(creds("alice", "hunter2-secret"))
+    assert "hunter2" not in key and "alice" not in key
+    other = Guard(MemoryStore(), LimitSettings(), b"j" * 32)
+    assert other.credential_key(creds("alice", "hunter2-secret")) != key
+
+
+async def test_failed_lookup_is_not_cached_as_success():
+    auth = CountingAuthenticator({"alice": "right"})
+    p = provisioner(auth, cache=True, lockout_window=0)
+    with pytest.raises(AuthenticationFailed):
+        await p.provision(creds("alice", "wrong"))
+    with pytest.raises(AuthenticationFailed):
+        await p.provision(creds("alice", "wrong"))
+    assert auth.calls == 2
