@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -24,7 +25,7 @@ from bridge.errors import (
     XMLResponse,
 )
 from bridge.logs import AccessLogMiddleware, register_secret
-from bridge.metrics import METRICS
+from bridge.metrics import METRICS, watch_event_loop
 from bridge.params import credentials_from_query
 from bridge.provision import Provisioner
 from bridge.settings import Settings
@@ -104,8 +105,13 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with provisioner.running():
-            yield
+        METRICS.set("bridge_event_loop_lag_max_seconds", 0.0)
+        watcher = asyncio.create_task(watch_event_loop())
+        try:
+            async with provisioner.running():
+                yield
+        finally:
+            watcher.cancel()
 
     middleware = [Middleware(StrictTransportSecurityMiddleware)]
     if settings.server.access_log:

@@ -26,3 +26,20 @@ class Metrics:
 
 
 METRICS = Metrics()
+
+
+async def watch_event_loop(interval: float = 0.05) -> None:
+    """Record how late the event loop wakes up: blocking code on the loop shows up here.
+
+    A sleep of `interval` that returns `lag` seconds late means something held
+    the loop for about that long; the worst value since start is kept.
+    """
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    while True:
+        start = loop.time()
+        await asyncio.sleep(interval)
+        lag = loop.time() - start - interval
+        if lag > METRICS.values.get("bridge_event_loop_lag_max_seconds", 0.0):
+            METRICS.set("bridge_event_loop_lag_max_seconds", lag)

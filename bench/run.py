@@ -1,0 +1,341 @@
+"""The benchmark suite: one command, every scenario, figures as ratios to a bare route.
+
+    .venv/bin/python -m bench.run                  # full run (3 rounds), writes bench/results/
+    .venv/bin/python -m bench.run --smoke          # a few seconds per scenario, for CI
+    .venv/bin/python -m bench.run --only a,b       # some scenarios
+
+Everything runs on loopback on this machine: a private slapd with 1,000 users,
+an HTTP account backend, a delay proxy, wrk, and the gateway under uvicorn with
+2 workers. Each scenario starts its own gateway, warms up, then measures with
+wrk (many distinct users) while reading the CPU time of the gateway's process
+tree from /proc. The bare Starlette route is measured in every round, with the
+same server settings, and every figure is printed as a ratio to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.gateway import free_port  # noqa: E402
+from tests.ldap.slapd import Slapd  # noqa: E402
+
+PYTHON = sys.executable
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# -- processes -----------------------------------------------------------------------------
+
+def _children(pid: int) -> list[int]:
+    try:
+        found = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            text = (task / "children").read_text().split()
+            found += [int(c) for c in text]
+        return found
+    except OSError:
+        return []
+
+
+def tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of `pid` and its live descendants."""
+    total = 0.0
+    stack = [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        stack += _children(p)
+    return total
+
+
+def rss_mb(pid: int) -> float:
+    """Largest resident set among the worker processes (MB)."""
+    sizes = []
+    for p in [pid, *_children(pid)]:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    sizes.append(int(line.split()[1]) / 1024)
+    return max(sizes, default=0.0)
+
+
+@contextlib.contextmanager
+def process(args: list[str], log: Path, env: dict[str, str] | None = None,
+            ready_url: str | None = None, timeout: float = 30) -> Iterator[subprocess.Popen]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})},
+                                cwd=ROOT)
+    try:
+        if ready_url:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{args[:4]} exited:\n{log.read_text()[-3000:]}")
+                try:
+                    httpx.get(ready_url, timeout=1)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{args[:4]} did not start") from None
+                    time.sleep(0.1)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+# -- wrk -----------------------------------------------------------------------------------
+
+@dataclass
+class Load:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    socket_errors: int
+    non_2xx: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+
+def wrk(url: str, seconds: float, connections: int, env: dict[str, str],
+        threads: int = 2) -> Load:
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
+         "-s", str(ROOT / "bench" / "users.lua"), url],
+        capture_output=True, text=True, env={**os.environ, **env}, timeout=seconds + 60,
+        check=True,
+    ).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("BENCH "))
+    data = json.loads(line[6:])
+    return Load(data["requests"], data["duration_us"] / 1e6, data["p50_us"] / 1000,
+                data["p99_us"] / 1000, data["socket_errors"], data["non_2xx"])
+
+
+# -- scenarios ------------------------------------------------------------------------------
+
+@dataclass
+class Env:
+    workdir: Path
+    slapd: Slapd
+    backend_port: int
+    proxy_port: int
+    dead_port: int
+
+
+@dataclass
+class Scenario:
+    key: str
+    title: str
+    config: Callable[[Env], str]
+    users: int = 1000
+    fixed: tuple[str, str] | None = None
+    connections: int = 64
+    expect: int = 200
+    counts: Callable[[Env], dict[str, int]] = field(default=lambda env: {})
+
+
+@dataclass
+class Result:
+    scenario: str
+    round: int
+    load: Load
+    cpu_us_per_request: float
+    bare_rps: float
+    upstream_per_request: dict[str, float]
+    rss_mb: float
+    loop_lag_ms: float | None
+
+    @property
+    def ratio(self) -> float:
+        return self.load.rps / self.bare_rps if self.bare_rps else 0.0
+
+
+SERVER_COMMON = """
+[server]
+workers = 2
+access_log = false
+log_level = "warning"
+"""
+
+
+def demo_config(env: Env) -> str:
+    demo = ROOT / "bridge" / "demo"
+    text = (demo / "config.toml").read_text()
+    text = text.replace('path = "users.toml"', f'path = "{demo / "users.toml"}"')
+    text = text.replace('path = "accounts.sqlite"', f'path = "{demo / "accounts.sqlite"}"')
+    return SERVER_COMMON + text
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "a": Scenario("a", "embedded default (file users with scrypt, SQLite)", demo_config,
+                  fixed=("alice", "wonderland")),
+}
+
+
+def measure_bare(env: Env, seconds: float, connections: int) -> float:
+    port = free_port()
+    with process([PYTHON, "-m", "uvicorn", "bench.bare:app", "--port", str(port),
+                  "--workers", "2", "--no-access-log", "--log-level", "warning"],
+                 env.workdir / "bare.log", ready_url=f"http://127.0.0.1:{port}/provision"):
+        url = f"http://127.0.0.1:{port}/provision"
+        wrk(url, 1, connections, {"BENCH_USERS": "0"})
+        return wrk(url, seconds, connections, {"BENCH_USERS": "0"}).rps
+
+
+def loop_lag(base: str) -> float | None:
+    """The largest event-loop lag any worker reported (ms), from /metrics."""
+    worst = None
+    for _ in range(8):  # each scrape reaches one worker
+        with contextlib.suppress(httpx.HTTPError):
+            for line in httpx.get(base + "/metrics", timeout=2).text.splitlines():
+                if line.startswith("bridge_event_loop_lag_max_seconds "):
+                    value = float(line.split()[1]) * 1000
+                    worst = value if worst is None else max(worst, value)
+    return worst
+
+
+def run_scenario(s: Scenario, env: Env, seconds: float, rnd: int, bare_rps: float) -> Result:
+    config = env.workdir / f"scenario-{s.key}.toml"
+    config.write_text(s.config(env))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    lua_env = {"BENCH_USERS": str(s.users)}
+    if s.fixed:
+        lua_env |= {"BENCH_USER": s.fixed[0], "BENCH_PASSWORD": s.fixed[1]}
+    with process([PYTHON, "-m", "bridge.cli", "serve", "--config", str(config),
+                  "--port", str(port)], env.workdir / f"gateway-{s.key}.log",
+                 ready_url=base + "/metrics") as proc:
+        wrk(base + "/provision", min(2.0, seconds), s.connections, lua_env)  # warm-up
+        before_counts = s.counts(env)
+        cpu0 = tree_cpu(proc.pid)
+        load = wrk(base + "/provision", seconds, s.connections, lua_env)
+        cpu = tree_cpu(proc.pid) - cpu0
+        after_counts = s.counts(env)
+        rss = rss_mb(proc.pid)
+        lag = loop_lag(base)
+    n = max(1, load.requests)
+    expected_fail = load.non_2xx if s.expect == 200 else n - load.non_2xx
+    if expected_fail or load.socket_errors:
+        print(f"  ! scenario {s.key}: {load.non_2xx} non-2xx, {load.socket_errors} socket errors"
+              f" (expected status {s.expect})", file=sys.stderr)
+    upstream = {k: (after_counts[k] - before_counts.get(k, 0)) / n for k in after_counts}
+    return Result(s.key, rnd, load, cpu / n * 1e6, bare_rps, upstream, rss, lag)
+
+
+# -- report ---------------------------------------------------------------------------------
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}")
+
+
+def report(results: list[Result], bare: list[float]) -> str:
+    lines = [
+        f"Machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"Bare route: {statistics.median(bare):,.0f} req/s (median of {len(bare)}: "
+        + " / ".join(f"{b:,.0f}" for b in bare) + ")",
+        "",
+        "| scenario | req/s | ratio to bare | p50 ms | p99 ms | gateway CPU µs/req "
+        "| upstream calls/req | worker RSS MB | loop lag max ms | per round req/s |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---|",
+    ]
+    for key in dict.fromkeys(r.scenario for r in results):
+        rs = [r for r in results if r.scenario == key]
+        med = statistics.median
+        upstream = ", ".join(f"{k} {med([r.upstream_per_request.get(k, 0) for r in rs]):.3f}"
+                             for k in rs[0].upstream_per_request) or "-"
+        lags = [r.loop_lag_ms for r in rs if r.loop_lag_ms is not None]
+        lines.append(
+            f"| {key}: {SCENARIOS[key].title} | {med([r.load.rps for r in rs]):,.0f} "
+            f"| {med([r.ratio for r in rs]):.3f} | {med([r.load.p50_ms for r in rs]):.2f} "
+            f"| {med([r.load.p99_ms for r in rs]):.2f} "
+            f"| {med([r.cpu_us_per_request for r in rs]):,.0f} | {upstream} "
+            f"| {max(r.rss_mb for r in rs):.0f} "
+            f"| {f'{max(lags):.1f}' if lags else '-'} "
+            f"| {' / '.join(f'{r.load.rps:,.0f}' for r in rs)} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="1 round of 2 s per scenario")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--only", help="comma-separated scenario keys")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.rounds, args.seconds = 1, 2
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    keys = args.only.split(",") if args.only else list(SCENARIOS)
+    workdir = Path(tempfile.mkdtemp(prefix="zb-bench-"))
+    results: list[Result] = []
+    bare: list[float] = []
+    with Slapd(workdir / "slapd", bulk_users=1000) as slapd:
+        env = Env(workdir, slapd, free_port(), free_port(), free_port())
+        with process([PYTHON, "-m", "uvicorn", "bench.backend:app", "--port",
+                      str(env.backend_port), "--no-access-log", "--log-level", "warning"],
+                     workdir / "backend.log",
+                     ready_url=f"http://127.0.0.1:{env.backend_port}/_stats"), \
+             process([PYTHON, "-m", "bench.delayproxy", str(env.proxy_port), str(slapd.port),
+                      "0.05"], workdir / "proxy.log"):
+            for rnd in range(1, args.rounds + 1):
+                bare_rps = measure_bare(env, args.seconds, 64)
+                bare.append(bare_rps)
+                print(f"round {rnd}: bare route {bare_rps:,.0f} req/s", flush=True)
+                for key in keys:
+                    r = run_scenario(SCENARIOS[key], env, args.seconds, rnd, bare_rps)
+                    results.append(r)
+                    print(f"  {key}: {r.load.rps:,.0f} req/s (ratio {r.ratio:.3f}), "
+                          f"p99 {r.load.p99_ms:.1f} ms, {r.cpu_us_per_request:,.0f} µs CPU/req, "
+                          f"upstream {r.upstream_per_request}", flush=True)
+    text = report(results, bare)
+    print("\n" + text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (args.out / f"{stamp}{'-smoke' if args.smoke else ''}.md").write_text(text + "\n")
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
