@@ -1,0 +1,1 @@
+"""Zoiper configuration data: the schema, and rendering/parsing of the XML documents."""

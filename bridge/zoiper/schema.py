@@ -1,0 +1,359 @@
+"""The Zoiper for Android 1.14.3 configuration-data schema, as data.
+
+This module is the only place that knows which sections and options the phone
+reads, their types, allowed values and defaults. Rendering, parsing and the
+TOML mapping all walk these objects instead of repeating names.
+
+    options                     ROOT
+    ├── accounts                ACCOUNTS (a list of ACCOUNT)
+    │   └── account             ACCOUNT
+    │       ├── codecs          CODECS (a list of CODEC)
+    │       │   └── codec       CODEC
+    │       ├── stun            STUN
+    │       └── zrtp            ZRTP
+    └── diagnostics             DIAGNOSTICS
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+__all__ = [
+    "ACCOUNT",
+    "ACCOUNTS",
+    "CODEC",
+    "CODECS",
+    "CODEC_IDS",
+    "DIAGNOSTICS",
+    "ROOT",
+    "STUN",
+    "ZRTP",
+    "Kind",
+    "Option",
+    "SchemaError",
+    "SectionSpec",
+    "xml_text_ok",
+]
+
+# Everything outside the XML 1.0 `Char` production: most C0 controls, lone
+# surrogates, U+FFFE and U+FFFF. Such text cannot be put in a document at all.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_DIGITS = re.compile(r"-?[0-9]+")
+# Assumed limit: the Android app keeps integers as 32-bit Java ints.
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+_SHOWN = 60  # longest repr of a received value that goes into a message
+
+
+def xml_text_ok(s: str) -> bool:
+    """True if every character of `s` may appear in an XML 1.0 document."""
+    return _NOT_XML_CHAR.search(s) is None
+
+
+class SchemaError(ValueError):
+    """A value or a structure the phone would not accept.
+
+    `path` locates the problem ("accounts[0].codecs[2].codec_id"); its last
+    part is the option's name. Values of secret options are never shown.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.message = message
+
+
+class Kind(enum.Enum):
+    """The vendor's value types (it also names date/time, which no Android option uses)."""
+
+    BOOLEAN = "boolean"
+    INTEGER = "integer"
+    STRING = "string"
+    ENUMERATION = "enumeration"  # a number from a fixed set
+    TEXT_ENUMERATION = "text enumeration"  # a word from a fixed set
+
+
+# Enum attribute access is slow on 3.11; check() runs per option per request.
+_STRING, _BOOLEAN, _ENUMERATION, _TEXT_ENUMERATION = (
+    Kind.STRING, Kind.BOOLEAN, Kind.ENUMERATION, Kind.TEXT_ENUMERATION
+)
+
+
+def _whole_number(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        # Far beyond any range the phone stores; not worth (or safe) converting.
+        return int(value) if len(value) <= 32 else _INT_MAX + 1
+    return None
+
+
+def _show(value: object) -> str:
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        return f"<{type(value).__name__} too long to show>"
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
+
+
+@dataclass(frozen=True)
+class Option:
+    """One leaf element: its type, allowed values and the phone's own default."""
+
+    name: str
+    kind: Kind
+    default: str = ""  # as the phone stores it; "" is "nothing"
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+    secret: bool = False
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        # Derived, not fields: O(1) membership and the effective integer range.
+        object.__setattr__(self, "_choice_set", frozenset(self.choices))
+        low = _INT_MIN if self.minimum is None else self.minimum
+        high = _INT_MAX if self.maximum is None else self.maximum
+        object.__setattr__(self, "_range", (low, high))
+
+    def check(self, value: str | int | bool) -> str:
+        """Return the canonical text the phone would store, or raise SchemaError."""
+        kind, t = self.kind, type(value)
+        if kind is _STRING:
+            if t is not str:
+                if isinstance(value, bool) or not isinstance(value, str | int):
+                    raise self._error("text", value)
+                if isinstance(value, int) and not _INT_MIN <= value <= _INT_MAX:
+                    raise self._error("text or a 32-bit integer", value)
+                value = str(value)
+            if _NOT_XML_CHAR.search(value) is not None:
+                raise self._bad_char(value)
+            return value
+        if kind is _BOOLEAN:
+            if t is bool:
+                return "true" if value else "false"
+            if isinstance(value, str) and value in ("true", "false"):
+                return "true" if value == "true" else "false"
+            raise self._error("true or false", value)
+        if kind is _TEXT_ENUMERATION:
+            if isinstance(value, str) and value in self._choice_set:
+                return str(value)
+            raise self._error("one of " + ", ".join(self.choices), value)
+        # INTEGER and ENUMERATION: a whole number, given as int or as plain digits.
+        number = value if t is int else _whole_number(value)
+        if kind is _ENUMERATION:
+            text = str(number) if number is not None and -1000 < number < 1000 else ""
+            if text not in self._choice_set:
+                raise self._error("one of " + ", ".join(self.choices), value)
+            return text
+        if number is None:
+            raise self._error("an integer", value)
+        low, high = self._range
+        if not low <= number <= high:
+            raise self._error(f"an integer from {low} to {high}", value)
+        return str(number)
+
+    def _error(self, expected: str, value: object) -> SchemaError:
+        if self.secret:
+            return SchemaError(self.name, f"expected {expected}")
+        return SchemaError(self.name, f"expected {expected}, got {_show(value)}")
+
+    def _bad_char(self, text: str) -> SchemaError:
+        found = _NOT_XML_CHAR.search(text)
+        assert found is not None
+        where = f"U+{ord(found.group()):04X} at position {found.start()}"
+        if self.secret:
+            where = "a character"
+        return SchemaError(self.name, f"expected text XML can carry; {where} is not allowed")
+
+
+@dataclass(frozen=True)
+class SectionSpec:
+    """An element that holds other elements.
+
+    `options` and `sections` are in document order; `order` interleaves both
+    names the way the phone's own documents do (an account has its codecs in
+    the middle of its options). A list container (`accounts`, `codecs`) has
+    no options of its own, only an `item` spec repeated for every entry.
+    """
+
+    name: str
+    options: Mapping[str, Option] = field(default_factory=lambda: MappingProxyType({}))
+    sections: Mapping[str, SectionSpec] = field(default_factory=lambda: MappingProxyType({}))
+    item: SectionSpec | None = None
+    order: tuple[str, ...] = ()
+
+    def option(self, name: str) -> Option | None:
+        return self.options.get(name)
+
+    def section(self, name: str) -> SectionSpec | None:
+        return self.sections.get(name)
+
+
+def _section(name: str, *children: Option | SectionSpec) -> SectionSpec:
+    options = {c.name: c for c in children if isinstance(c, Option)}
+    sections = {c.name: c for c in children if isinstance(c, SectionSpec)}
+    assert len(options) + len(sections) == len(children), f"duplicate child in {name}"
+    return SectionSpec(
+        name,
+        MappingProxyType(options),
+        MappingProxyType(sections),
+        order=tuple(c.name for c in children),
+    )
+
+
+def _list(name: str, item: SectionSpec) -> SectionSpec:
+    return SectionSpec(name, item=item, order=(item.name,))
+
+
+def _bool(name: str, default: bool, doc: str) -> Option:
+    return Option(name, Kind.BOOLEAN, "true" if default else "false", doc=doc)
+
+
+def _int(name: str, default: int, doc: str, minimum: int | None = None,
+         maximum: int | None = None) -> Option:
+    return Option(name, Kind.INTEGER, str(default), minimum=minimum, maximum=maximum, doc=doc)
+
+
+def _str(name: str, doc: str, default: str = "", *, secret: bool = False) -> Option:
+    return Option(name, Kind.STRING, default, secret=secret, doc=doc)
+
+
+def _words(name: str, choices: str, default: str, doc: str) -> Option:
+    return Option(name, Kind.TEXT_ENUMERATION, default, tuple(choices.split()), doc=doc)
+
+
+CODEC_IDS: Mapping[str, str] = MappingProxyType({
+    "-1": "unknown/invalid",
+    "0": "G.711 mu-law (PCMU)",
+    "1": "GSM",
+    "6": "G.711 a-law (PCMA)",
+    "7": "G.722",
+    "16": "G.729",
+    "18": "MJPEG (video)",
+    "24": "Speex narrowband, 8 kHz",
+    "25": "Speex wideband, 16 kHz",
+    "26": "Speex ultra-wideband, 32 kHz",
+    "27": "iLBC 30 ms",
+    "28": "iLBC 20 ms",
+    "29": "G.726, 32 kbit/s",
+    "30": "H.263+ (video)",
+    "31": "VP8 (video)",
+    "32": "H.264 (video)",
+    "33": "telephone-event (RFC 2833/4733), 8 kHz",
+    "34": "Opus, 8 kHz",
+    "35": "Opus, 16 kHz",
+    "36": "Opus, 24 kHz",
+    "37": "Opus, 48 kHz",
+    "38": "AMR",
+    "39": "AMR-WB",
+    "40": "H.264, hardware codec (video)",
+    "41": "telephone-event, 16 kHz",
+    "42": "telephone-event, 32 kHz",
+    "43": "telephone-event, 48 kHz",
+})
+"""Every codec id the phone knows, with a human label for logs and docs."""
+
+CODEC = _section(
+    "codec",
+    Option("codec_id", Kind.ENUMERATION, "0", tuple(CODEC_IDS),
+           doc="Which codec this entry configures (see CODEC_IDS)."),
+    _int("priority", 0, "Lower numbers are offered first."),
+    _bool("enabled", False, "Offer this codec at all."),
+    _int("bps", 0, "Codec bitrate in bit/s (the vendor default is 0).", minimum=0),
+    _bool("dtx", False, "Discontinuous transmission (send less during silence)."),
+    _bool("vbr", False, "Variable bitrate."),
+)
+CODECS = _list("codecs", CODEC)
+
+STUN = _section(
+    "stun",
+    _words("use_stun", "disabled default custom", "default",
+           "No STUN, the phone-wide STUN server, or the server configured here."),
+    _str("stun_host", "STUN server host name, used with use_stun=custom.", "stun.zoiper.com"),
+    _int("stun_port", 3478, "STUN server port.", minimum=1, maximum=65535),
+    _int("stun_refresh_period", 30, "Seconds between STUN refreshes.", minimum=0),
+)
+
+ZRTP = _section(
+    "zrtp",
+    _bool("enabled", False, "Negotiate ZRTP media encryption (SIP accounts only)."),
+)
+
+ACCOUNT = _section(
+    "account",
+    # Generic options, in the order of the vendor's example document.
+    _str("name", "Label shown in the phone's account list."),
+    _str("username", "User name for the account's protocol (required)."),
+    _str("password", "Password for the account's protocol (required).", secret=True),
+    _bool("register_on_startup", True, "Register as soon as the app starts."),
+    _str("voicemail_check_extension", "Number dialled to listen to voicemail."),
+    _words("mwi_subscribe_usage", "disabled before after both", "disabled",
+           "When to subscribe to message-waiting notifications, relative to registering."),
+    _bool("use_number_rewriting", False,
+          "Add a country code and international prefix to numbers that lack one."),
+    _str("number_rewriting_country", "Country code assumed for numbers without one."),
+    _str("number_rewriting_prefix", "International call prefix put before the country code.",
+         "+"),
+    _bool("use_strip_dial_chars", True, "Remove separator characters from dialled numbers."),
+    _str("strip_dial_chars", "Characters removed from dialled numbers.", ".-() []{}"),
+    _str("balance_url", "Web page showing the account balance."),
+    _str("rate_url", "Web page showing the price of a call."),
+    _bool("enable_push_notifications", False, "Wake the app by push for calls (SIP only)."),
+    _words("protocol", "sip iax2", "sip", "The account's protocol, i.e. its type."),
+    # SIP accounts.
+    _str("SIP_domain", "Registrar host or address, optionally host:port (required for SIP)."),
+    _bool("SIP_use_outbound_proxy", False, "Send everything through SIP_outbound_proxy."),
+    _str("SIP_outbound_proxy", "Outbound proxy host or address, optionally host:port."),
+    _words("SIP_transport_type", "udp tcp tls", "udp", "Transport for SIP signalling."),
+    _str("SIP_auth_username", "Separate user name for digest authentication; usually empty."),
+    _str("SIP_callerId", "Display name shown to the called party."),
+    _bool("SIP_use_rport", True, "Ask the server to reply to the observed address (RFC 3581)."),
+    _bool("SIP_use_rport_media", False,
+          "Also use the rport-discovered public address for media; a NAT last resort."),
+    _words("SIP_srtp_mode", "none sdes", "none", "Media encryption; SDES needs TLS transport."),
+    _words("SIP_dtmf_style", "inband outband rfc_2833 SIP_info_numeric SIP_info_ascii disabled",
+           "rfc_2833", "How key presses are sent (outband and rfc_2833 are the same)."),
+    _bool("SIP_publish_presence", False,
+          "Publish our presence status (the app enables it when presence is on)."),
+    _bool("SIP_subscribe_presence", False,
+          "Watch contacts' presence (the app enables it when presence is on)."),
+    _words("SIP_keep_alive_mode", "disabled default custom", "default",
+           "Keep-alive: off, the transport's default interval, or SIP_keep_alive_timeout."),
+    _int("SIP_keep_alive_timeout", 30, "Seconds between keep-alives in custom mode.",
+         minimum=0),
+    _bool("SIP_use_reg_event", False, "Subscribe to the registration event package."),
+    _bool("enabled_video_fmtp", True, "Send video format parameters (fmtp) in SDP."),
+    # IAX2 accounts: described by the vendor but absent from its example.
+    _str("IAX2_host", "IAX server host or address, optionally host:port (required for IAX2)."),
+    _str("IAX2_context", "Dial-plan context on the IAX server."),
+    _str("IAX2_callerId", "Caller ID name for IAX calls."),
+    _str("IAX2_callerNumber", "Caller ID number for IAX calls."),
+    _words("IAX2_dtmf_style", "outband inband disabled", "outband",
+           "How key presses are sent on IAX calls."),
+    # Subsections, then the registration and RTCP options, as in the example.
+    CODECS,
+    STUN,
+    ZRTP,
+    _words("reregistration_mode", "default custom", "default",
+           "Registration refresh: the transport's default, or reregistration_time."),
+    # The vendor gives 60 for UDP and 600 for TCP; UDP is the default transport.
+    _int("reregistration_time", 60, "Seconds between re-registrations in custom mode.",
+         minimum=0),
+    _words("rtcp_profile_type", "avp avpf both", "avp",
+           "RTCP feedback: off (AVP), AVPF only, or both profiles offered."),
+)
+ACCOUNTS = _list("accounts", ACCOUNT)
+
+DIAGNOSTICS = _section(
+    "diagnostics",
+    _bool("enable_debug_log", False, "Write a debug log file on the phone."),
+)
+
+ROOT = _section("options", ACCOUNTS, DIAGNOSTICS)
+
