@@ -219,7 +219,7 @@ def _read_value(cfg: Section, key: str, option: schema.Option | None) -> Value |
             try:
                 option.check(candidate)
             except SchemaError as exc:
-                cfg.problem(key, str(exc))
+                cfg.problem(key, exc.message)
     return value
 
 
