@@ -65,8 +65,10 @@ def logging_config(level: str = "info") -> dict[str, Any]:
         "loggers": {
             "bridge": {"handlers": ["default"], "level": level.upper(), "propagate": False},
             "uvicorn": {"handlers": ["default"], "level": level.upper(), "propagate": False},
-            # Never enabled: it would print query strings, i.e. passwords.
+            # Never enabled: they print request URLs with their query strings.
             "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
+            "httpx": {"handlers": ["default"], "level": "WARNING", "propagate": False},
+            "httpcore": {"handlers": ["default"], "level": "WARNING", "propagate": False},
         },
         "root": {"handlers": ["default"], "level": "WARNING"},
     }

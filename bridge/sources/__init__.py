@@ -23,6 +23,7 @@ class AccountSource(Backend):
 REGISTRY: dict[str, str] = {
     "static": "bridge.sources.static:StaticSource",
     "sqlite": "bridge.sources.sqlite:SQLiteSource",
+    "http": "bridge.sources.http:HTTPSource",
 }
 
 

@@ -1,0 +1,106 @@
+"""A circuit breaker: stop calling an upstream that keeps failing, let one probe test it.
+
+    closed --N consecutive failures--> open --cool-down--> half-open
+    half-open: one probe goes through --success--> closed
+                                      --failure--> open (a new cool-down)
+
+While open, `check()` raises `CircuitOpen` at once: the phone gets its 503 in
+microseconds instead of after a timeout, and a struggling upstream gets a
+rest. It knows nothing about HTTP, so an LDAP or SQL backend can use it the
+same way. asyncio only: state changes happen between awaits, no locks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+
+from bridge.errors import UpstreamError, UpstreamUnavailable
+
+logger = logging.getLogger("bridge.breaker")
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
+
+
+class CircuitOpen(UpstreamUnavailable):
+    """Refused without a network call."""
+
+
+class CircuitBreaker:
+    def __init__(
+        self,
+        name: str,
+        failure_threshold: int = 5,
+        cooldown: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`failure_threshold` <= 0 disables the breaker (every call goes through)."""
+        self.name = name
+        self.failure_threshold = failure_threshold
+        self.cooldown = cooldown
+        self.clock = clock
+        self.failures = 0
+        self._opened_at: float | None = None
+        self._probing = False
+
+    @property
+    def state(self) -> str:
+        if self._opened_at is None:
+            return CLOSED
+        if self.clock() - self._opened_at < self.cooldown:
+            return OPEN
+        return HALF_OPEN
+
+    def check(self) -> None:
+        """Raise CircuitOpen unless a call may go out now (in half-open: the one probe)."""
+        state = self.state
+        if state == CLOSED:
+            return
+        if state == HALF_OPEN and not self._probing:
+            self._probing = True
+            logger.info("circuit %s: half-open, sending one probe", self.name)
+            return
+        raise CircuitOpen(f"{self.name}: circuit open after {self.failures} consecutive "
+                          f"failures, not calling it")
+
+    def success(self) -> None:
+        if self._opened_at is not None:
+            logger.warning("circuit %s: closed again, the probe succeeded", self.name)
+        self.failures = 0
+        self._opened_at = None
+        self._probing = False
+
+    def failure(self) -> None:
+        self.failures += 1
+        if self.failure_threshold <= 0:
+            return
+        if self._probing or (self._opened_at is None
+                             and self.failures >= self.failure_threshold):
+            logger.warning("circuit %s: open for %.1fs after %d consecutive failure(s)",
+                           self.name, self.cooldown, self.failures)
+            self._opened_at = self.clock()
+        self._probing = False
+
+    def abandon(self) -> None:
+        """The call ended without a verdict (cancelled by the deadline, our own bug).
+
+        The failure count stays as it is; a half-open probe slot is freed so
+        the next call can probe instead of waiting for another cool-down.
+        """
+        self._probing = False
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """check(), then record the outcome: an UpstreamError is a failure, a result a success."""
+        self.check()
+        try:
+            yield
+        except UpstreamError:
+            self.failure()
+            raise
+        except BaseException:
+            self.abandon()
+            raise
+        self.success()

@@ -1,0 +1,287 @@
+"""Request shapes from TOML, each placeholder encoded for where it lands.
+
+    url = "https://billing.example.com/v1/customers/{identity.customer_id}/lines?format=json"
+    method = "GET"                  # or "POST"
+    [source.query]                  # -> query parameters, encoded by httpx
+    login = "{identity.username}"
+    [source.headers]                # -> header values; CR, LF and other controls refused
+    Authorization = "Bearer {identity.token}"
+    [source.json]                   # -> a JSON body (json encoder); or [source.form]
+    user = { name = "{login.username}" }
+
+Placeholders are those of the mapping (`{login.username}`, `{identity.x}`),
+minus what a backend cannot know yet (a login request has no identity).
+
+The URL is where injection would hurt, so it is the strictest: scheme, host
+and port are literal (user input can never choose where a request goes), the
+literal query holds no placeholders (use `query`), and a path placeholder is
+percent-encoded except for RFC 3986 unreserved characters, so "a/../b?x=1&y"
+becomes the single segment "a%2F..%2Fb%3Fx%3D1%26y". A segment that would come
+out as "", "." or ".." is refused with UnsafeValue, and nothing is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, quote_plus, urlencode
+
+import httpx
+
+from bridge.config import Section, describe
+from bridge.mapping import Context, Field, parse_template
+from bridge.models import Account, Credentials, Identity, Scalar
+
+Parts = tuple[str | Field, ...]
+
+_ORIGIN = re.compile(r"(https?)://([^/?#{}\s@]+)(.*)", re.DOTALL | re.IGNORECASE)
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # controls except TAB
+
+
+class UnsafeValue(ValueError):
+    """A placeholder value that cannot be placed safely; the request is not sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Values:
+    """What placeholders are filled from during one request."""
+
+    credentials: Credentials
+    identity: Identity | None = None
+
+    def lookup(self, f: Field) -> Scalar:
+        """The value, or raise bridge.mapping.MissingField."""
+        identity = self.identity or Identity(self.credentials.username)
+        return Context(identity, Account(), self.credentials).lookup(f)
+
+
+def text_of(value: Scalar) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def compile_template(text: str, scopes: tuple[str, ...]) -> Parts:
+    """parse_template, limited to the scopes a backend can fill; raise ValueError."""
+    parts = parse_template(text)
+    for part in parts:
+        if isinstance(part, Field) and part.scope not in scopes:
+            allowed = ", ".join(f"{{{s}.*}}" for s in scopes)
+            raise ValueError(f"{part} is not available here (only {allowed})")
+    return parts
+
+
+def render_text(parts: Parts, values: Values) -> str:
+    return "".join(p if isinstance(p, str) else text_of(values.lookup(p)) for p in parts)
+
+
+def header_value(value: str) -> bytes:
+    if _HEADER_UNSAFE.search(value):
+        raise UnsafeValue("a header value would contain a line break or control character")
+    return value.strip(" \t").encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A templated string inside a JSON body."""
+
+    parts: Parts
+
+    def render(self, values: Values) -> Scalar:
+        # A lone placeholder keeps its type, as in the mapping: {identity.id} stays a number.
+        if len(self.parts) == 1 and isinstance(self.parts[0], Field):
+            return values.lookup(self.parts[0])
+        return render_text(self.parts, values)
+
+
+@dataclass(frozen=True, slots=True)
+class URLTemplate:
+    origin: str                       # "https://host:port", literal
+    segments: tuple[Parts, ...]       # the path, split at "/"
+    query: str                        # literal, without "?"
+
+    @classmethod
+    def parse(cls, text: str, scopes: tuple[str, ...]) -> URLTemplate:
+        m = _ORIGIN.fullmatch(text)
+        if not m:
+            raise ValueError("must be http:// or https:// followed by a literal host "
+                             "(placeholders may only appear in the path)")
+        origin = f"{m.group(1).lower()}://{m.group(2)}"
+        try:
+            parsed = httpx.URL(origin)
+        except httpx.InvalidURL:
+            raise ValueError(f"invalid host or port in {origin!r}") from None
+        if not parsed.host or not 0 < (443 if parsed.port is None else parsed.port) < 65536:
+            raise ValueError(f"invalid host or port in {origin!r}")
+        rest = m.group(3)
+        if "#" in rest:
+            raise ValueError("must not have a #fragment")
+        path, _, query = rest.partition("?")
+        if "{" in query or "}" in query:
+            raise ValueError("placeholders are not allowed in the query part of the url; "
+                             "put the parameter in the [query] table")
+        if path and not path.startswith("/"):
+            raise ValueError("the path must start with '/'")
+        parts = compile_template(path[1:], scopes)
+        if any(isinstance(p, Field) and p.scope == "login" and p.name == "password"
+               for p in parts):
+            raise ValueError("{login.password} must not be in the url path (it would end up "
+                             "in access logs); use the body or basic_auth")
+        segments: list[list[str | Field]] = [[]]
+        for part in parts:
+            if isinstance(part, Field):
+                segments[-1].append(part)
+                continue
+            first, *others = part.split("/")
+            if first:
+                segments[-1].append(first)
+            for literal in others:
+                segments.append([literal] if literal else [])
+        return cls(origin, tuple(tuple(s) for s in segments), query)
+
+    @property
+    def host(self) -> str:
+        return httpx.URL(self.origin).host
+
+    def render(self, values: Values) -> httpx.URL:
+        rendered = []
+        for segment in self.segments:
+            out = "".join(p if isinstance(p, str) else quote(text_of(values.lookup(p)), safe="")
+                          for p in segment)
+            if out in ("", ".", "..") and any(isinstance(p, Field) for p in segment):
+                raise UnsafeValue("a path placeholder would make an empty, '.' or '..' segment")
+            rendered.append(out)
+        url = self.origin + "/" + "/".join(rendered)
+        return httpx.URL(url + "?" + self.query if self.query else url)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A request ready for httpx: every user-supplied value already encoded or checked."""
+
+    method: str
+    url: httpx.URL
+    headers: list[tuple[str, bytes]]
+    content: bytes | None = None
+
+
+@dataclass(frozen=True)
+class RequestTemplate:
+    method: str
+    url: URLTemplate
+    query: tuple[tuple[str, Parts], ...] = ()
+    headers: tuple[tuple[str, Parts], ...] = ()
+    json_body: Any = None
+    form: tuple[tuple[str, Parts], ...] | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Section, scopes: tuple[str, ...],
+                    default_method: str = "GET") -> RequestTemplate:
+        """Read url, method, query, headers and json or form from a backend's table."""
+        url_text = cfg.str("url", nonempty=True)
+        url = URLTemplate("https://invalid", ((),), "")  # reported; reading goes on
+        if url_text:
+            try:
+                url = URLTemplate.parse(url_text, scopes)
+            except ValueError as exc:
+                cfg.problem("url", str(exc))
+        method = cfg.str("method", default_method, choices=("GET", "POST"))
+        query = _templates(cfg, "query", scopes)
+        headers = _templates(cfg, "headers", scopes)
+        for name, parts in headers:
+            if not HEADER_NAME.fullmatch(name):
+                cfg.problem(f"headers.{name}", "is not a valid header name")
+            literal = "".join(p for p in parts if isinstance(p, str))
+            if _HEADER_UNSAFE.search(literal):
+                cfg.problem(f"headers.{name}", "must not contain line breaks or controls")
+        json_body = None
+        form = None
+        if "json" in cfg and "form" in cfg:
+            cfg.problem("form", "give either a json or a form body, not both")
+        if "json" in cfg:
+            json_body = _json_template(cfg, "json", cfg.table("json").data, scopes)
+        if "form" in cfg:
+            form = _templates(cfg, "form", scopes)
+        if method == "GET" and (json_body is not None or form is not None):
+            cfg.problem("method", "a GET request has no body: use method = \"POST\", or "
+                                  "the [query] table")
+        return cls(method, url, query, headers, json_body, form)
+
+    def prepare(self, values: Values) -> Prepared:
+        """Fill the placeholders; raise UnsafeValue, or bridge.mapping.MissingField."""
+        try:
+            url = self.url.render(values)
+            if self.query:
+                # httpx encodes each name and value; merging keeps the url's literal query.
+                url = url.copy_merge_params([(k, render_text(p, values))
+                                             for k, p in self.query])
+            headers = [(k, header_value(render_text(p, values))) for k, p in self.headers]
+            content = None
+            typed = any(k.lower() == "content-type" for k, _ in headers)
+            if self.json_body is not None:
+                if not typed:
+                    headers.append(("Content-Type", b"application/json"))
+                content = json.dumps(_render_json(self.json_body, values),
+                                     ensure_ascii=False).encode("utf-8")
+            elif self.form is not None:
+                if not typed:
+                    headers.append(("Content-Type", b"application/x-www-form-urlencoded"))
+                content = urlencode([(k, render_text(p, values)) for k, p in self.form],
+                                    quote_via=quote_plus).encode("ascii")
+        except UnicodeEncodeError:
+            # A lone surrogate (JSON allows "\ud800") cannot be sent as UTF-8 anywhere.
+            raise UnsafeValue("a value is not valid Unicode text") from None
+        return Prepared(self.method, url, headers, content)
+
+    @property
+    def host(self) -> str:
+        return self.url.host
+
+
+def _templates(cfg: Section, key: str, scopes: tuple[str, ...]) -> tuple[tuple[str, Parts], ...]:
+    table = cfg.table(key)
+    result = []
+    for name in list(table.keys()):
+        raw = table.raw(name)
+        if isinstance(raw, bool | int):
+            result.append((name, (text_of(raw),)))
+        elif isinstance(raw, str):
+            try:
+                result.append((name, compile_template(raw, scopes)))
+            except ValueError as exc:
+                table.problem(name, str(exc))
+        else:
+            table.problem(name, f"expected text, a number or true/false, "
+                                f"received {describe(raw)}")
+    return tuple(result)
+
+
+def _json_template(cfg: Section, key: str, value: Any, scopes: tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+        try:
+            return Text(compile_template(value, scopes))
+        except ValueError as exc:
+            cfg.problem(key, str(exc))
+            return value
+    if isinstance(value, dict):
+        return {k: _json_template(cfg, f"{key}.{k}", v, scopes) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_template(cfg, f"{key}[{i}]", v, scopes) for i, v in enumerate(value)]
+    if isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value)):
+        return value
+    cfg.problem(key, f"cannot be sent as JSON: {describe(value)}")
+    return None
+
+
+def _render_json(value: Any, values: Values) -> Any:
+    if isinstance(value, Text):
+        return value.render(values)
+    if isinstance(value, dict):
+        return {k: _render_json(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render_json(v, values) for v in value]
+    return value

@@ -1,0 +1,389 @@
+"""The HTTP account source against real APIs on loopback (plain, TLS, mutual TLS, OAuth2)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+import pytest
+
+from bridge.breaker import CLOSED, OPEN, CircuitOpen
+from bridge.errors import InternalError, UpstreamTimeout, UpstreamUnavailable
+from bridge.models import Account, Credentials, Identity
+from bridge.sources.http import HTTPSource
+from tests.gateway import free_port
+from tests.upstreams import (
+    API_KEY,
+    CUSTOMERS,
+    INJECTION,
+    OAUTH_CLIENT,
+    SERVICE_BASIC,
+    STATIC_TOKEN,
+    PortalState,
+    Server,
+    TLSFiles,
+    make_source,
+    portal_app,
+    problems,
+    started,
+)
+
+FIELDS = """
+[fields]
+sip_user = "sip.username"
+sip_password = "/sip/password"
+domain = "domain"
+"""
+ALICE = [
+    {"sip_user": "1001", "sip_password": "Sip-Secret-1001", "domain": "sip.example.com"},
+    {"sip_user": "1002", "sip_password": "Sip-Secret-1002", "domain": "sip.example.com"},
+]
+
+
+@pytest.fixture(scope="module")
+def portal():
+    state = PortalState()
+    with Server(portal_app(state)) as server:
+        state.base_url = server.url
+        yield state
+
+
+@pytest.fixture(autouse=True)
+def fresh(portal):
+    portal.seen.clear()
+    portal.tokens_issued = 0
+    portal.token_lifetime = 3600
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    return TLSFiles.create(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def mtls_portal(tls):
+    state = PortalState()
+    with Server(portal_app(state), **tls.server_options(require_client_cert=True)) as server:
+        state.base_url = server.url.replace("127.0.0.1", "localhost")
+        yield state
+
+
+def source(portal: PortalState, path: str = "/api/users/{identity.username}/accounts",
+           extra: str = "", base_dir: Any = None, accounts_path: str = "data.accounts",
+           read_timeout: float = 0.5) -> HTTPSource:
+    src = make_source(f"""
+type = "http"
+url = "{portal.base_url}{path}"
+accounts_path = "{accounts_path}"
+read_timeout = {read_timeout}
+{extra}
+""", base_dir)
+    assert isinstance(src, HTTPSource)
+    return src
+
+
+def fetch(src: Any, username: str, **attributes: Any) -> list[dict[str, Any]]:
+    async def run() -> list[Account]:
+        async with started(src):
+            return await src.accounts(Identity(username, attributes),
+                                      Credentials(username, "user-password-xyz"))
+    return [dict(a.fields) for a in asyncio.run(run())]
+
+
+def test_several_accounts_with_a_field_selection(portal):
+    assert fetch(source(portal, extra=FIELDS), "alice") == ALICE
+    [seen] = portal.seen
+    assert (seen.method, seen.raw_path, seen.query) == ("GET", b"/api/users/alice/accounts", b"")
+
+
+def test_without_a_selection_the_top_level_scalars_are_the_fields(portal):
+    [first, _] = fetch(source(portal), "alice")
+    assert first == {"domain": "sip.example.com", "label": "Alice office", "port": 5061}
+
+
+def test_a_single_object_is_one_account(portal):
+    src = source(portal, "/api/users/{identity.username}/primary", extra=FIELDS,
+                 accounts_path="/data/account")
+    assert fetch(src, "alice") == ALICE[:1]
+
+
+@pytest.mark.parametrize("user", ["nobody", "ghost", "xml-empty"])  # [], 404, <accounts/>
+def test_no_accounts_is_an_empty_list(portal, user):
+    src = source(portal, accounts_path="account" if user.startswith("xml") else "data.accounts")
+    assert fetch(src, user) == []
+    assert len(portal.seen) == 1
+
+
+def test_xml_accounts_map_like_json(portal):
+    assert fetch(source(portal, extra=FIELDS, accounts_path="account"), "xml") == ALICE
+
+
+@pytest.mark.parametrize(("user", "error", "reason"), [
+    ("crash", UpstreamUnavailable, "HTTP 500"),
+    ("sleepy", UpstreamTimeout, "ReadTimeout"),
+    ("garbage", UpstreamUnavailable, "not valid JSON"),
+    ("huge", UpstreamUnavailable, "max_bytes"),          # refused on its Content-Length
+    ("huge-chunked", UpstreamUnavailable, "stopped reading"),
+    ("doctype", UpstreamUnavailable, "DOCTYPE"),
+])
+def test_failures_are_outages_without_secrets_in_the_message(portal, user, error, reason):
+    src = source(portal, extra='max_bytes = 65536\nretries = 3\n[headers]\n'
+                               'X-Session = "{identity.token}"')
+    with pytest.raises(error) as info:
+        fetch(src, user, token="session-token-secret")
+    message = str(info.value)
+    assert type(info.value) is error
+    assert reason in message and "http source 127.0.0.1" in message
+    assert "session-token-secret" not in message and "user-password-xyz" not in message
+    assert len(portal.seen) == 1  # retries = 3, but none of these is a connection failure
+
+
+def test_a_slow_trickle_is_cut_by_the_request_deadline(portal):
+    """Each byte comes within read_timeout: only the request's deadline ends it.
+
+    The Provisioner wraps the whole request in asyncio.timeout(deadline); this
+    does the same, so the source must give way to it mid-body (the e2e test
+    checks the resulting 503 through the gateway).
+    """
+    src = source(portal, read_timeout=1.0)
+
+    async def run() -> None:
+        async with started(src):
+            async with asyncio.timeout(0.8):
+                await src.accounts(Identity("drip"), Credentials("drip", "pw"))
+
+    start = time.monotonic()
+    with pytest.raises(TimeoutError):
+        asyncio.run(run())
+    assert 0.7 < time.monotonic() - start < 1.5
+    assert src.upstream.breaker.failures == 0  # cut by our deadline: no verdict on them
+
+
+def test_user_input_never_shapes_path_or_query(portal):
+    src = source(portal, extra="""
+method = "POST"
+[query]
+login = "{login.username}"
+kind = "sip"
+[json]
+user = "{identity.username}"
+customer = "{identity.customer_id}"
+""")
+    assert fetch(src, INJECTION, customer_id=7)  # it has an account
+    [seen] = portal.seen
+    assert seen.raw_path == b"/api/users/a%2F..%2Fb%3Fx%3D1%26y%23z/accounts"
+    assert seen.params == {"login": [INJECTION], "kind": ["sip"]}
+    assert json.loads(seen.body) == {"user": INJECTION, "customer": 7}
+
+
+@pytest.mark.parametrize("username", ["..", "."])
+def test_dot_segments_are_not_sent(portal, username):
+    assert fetch(source(portal), username) == []
+    assert portal.seen == []
+
+
+def test_text_that_is_not_unicode_is_not_sent(portal):
+    src = source(portal, extra='[query]\nname = "{identity.displayName}"')
+    assert fetch(src, "alice", displayName="\ud800 lone surrogate") == []
+    assert portal.seen == []
+
+
+def test_a_placeholder_without_value_is_an_internal_error(portal):
+    src = source(portal, "/api/users/{identity.customer_id}/accounts")
+    with pytest.raises(InternalError, match=r"\{identity\.customer_id\}"):
+        fetch(src, "alice")
+    assert portal.seen == []
+
+
+def test_the_login_session_is_carried_in_a_header(portal):
+    src = source(portal, "/session/accounts", extra="""
+[query]
+customer = "{identity.customer_id}"
+[headers]
+Authorization = "Bearer {identity.token}"
+""")
+    customer = CUSTOMERS["alice"]
+    assert len(fetch(src, "alice", customer_id=customer, token=f"tok-{customer}")) == 2
+    with pytest.raises(UpstreamUnavailable, match="HTTP 401"):
+        fetch(src, "alice", customer_id=customer, token="tok-stolen")
+
+
+@pytest.mark.parametrize("auth", ["bearer", "api_key", "basic", "none"])
+def test_static_credentials_towards_the_api(portal, auth, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_API_TOKEN", STATIC_TOKEN)
+    (tmp_path / "api.key").write_text(API_KEY + "\n")
+    tables = {
+        "bearer": '[auth]\ntype = "bearer"\ntoken_env = "TEST_API_TOKEN"',
+        "api_key": '[auth]\ntype = "api_key"\nheader = "X-API-Key"\nkey_file = "api.key"',
+        "basic": f'[auth]\ntype = "basic"\nusername = "{SERVICE_BASIC[0]}"\n'
+                 f'password = "{SERVICE_BASIC[1]}"',
+        "none": "",
+    }
+    src = source(portal, "/protected/users/{identity.username}/accounts",
+                 extra=tables[auth], base_dir=tmp_path)
+    if auth == "none":
+        with pytest.raises(UpstreamUnavailable, match="HTTP 401"):
+            fetch(src, "alice")
+    else:
+        assert len(fetch(src, "alice")) == 2
+
+
+def oauth_source(portal: PortalState, secret: str = OAUTH_CLIENT[1]) -> HTTPSource:
+    return source(portal, "/protected/users/{identity.username}/accounts", extra=f"""
+[auth]
+type = "oauth2"
+token_url = "{portal.base_url}/oauth/token"
+client_id = "{OAUTH_CLIENT[0]}"
+client_secret = "{secret}"
+scope = ["accounts:read"]
+""")
+
+
+def fetch_many(src: Any, users: list[str]) -> list[int]:
+    async def run() -> list[int]:
+        async with started(src):
+            results = []
+            for user in users:
+                accounts = await src.accounts(Identity(user), Credentials(user, "pw"))
+                results.append(len(accounts))
+            # and concurrently: still one token
+            many = await asyncio.gather(*(src.accounts(Identity(u), Credentials(u, "pw"))
+                                          for u in users))
+            return results + [len(a) for a in many]
+    return asyncio.run(run())
+
+
+def test_oauth2_token_is_fetched_once_and_reused(portal):
+    assert fetch_many(oauth_source(portal), ["alice", "bob", "alice"]) == [2, 1, 2, 2, 1, 2]
+    assert portal.tokens_issued == 1
+    api_calls = [s for s in portal.seen if s.raw_path.startswith(b"/protected/")]
+    assert {s.headers["authorization"] for s in api_calls} == {"Bearer svc-token-1"}
+    [token_call] = [s for s in portal.seen if s.raw_path == b"/oauth/token"]
+    assert "grant_type=client_credentials" in token_call.body.decode()
+
+
+def test_oauth2_token_is_fetched_again_when_it_expires(portal):
+    portal.token_lifetime = 30  # inside authlib's 60 s leeway: expired at once
+    fetch_many(oauth_source(portal), ["alice", "bob"])
+    assert portal.tokens_issued >= 3
+
+
+def test_oauth2_refused_client_is_an_outage(portal):
+    with pytest.raises(UpstreamUnavailable, match="invalid_client") as info:
+        fetch_many(oauth_source(portal, secret="wrong-secret-123"), ["alice"])
+    assert "wrong-secret-123" not in str(info.value)
+    assert not any(s.raw_path.startswith(b"/protected/") for s in portal.seen)
+
+
+def tls_source(portal: PortalState, tls: TLSFiles, extra: str) -> HTTPSource:
+    return source(portal, extra=extra + FIELDS, base_dir=tls.ca.parent)
+
+
+def test_mutual_tls_with_a_client_certificate(mtls_portal, tls):
+    src = tls_source(mtls_portal, tls, f'ca_file = "{tls.ca.name}"\n'
+                     f'client_cert = "{tls.client_cert.name}"\n'
+                     f'client_key = "{tls.client_key.name}"')
+    assert fetch(src, "alice") == ALICE
+    assert len(mtls_portal.seen) == 1
+
+
+def test_tls_without_client_certificate_is_refused(mtls_portal, tls):
+    mtls_portal.seen.clear()
+    src = tls_source(mtls_portal, tls, f'ca_file = "{tls.ca.name}"\nretries = 0')
+    with pytest.raises(UpstreamUnavailable):
+        fetch(src, "alice")
+    assert mtls_portal.seen == []
+
+
+def test_tls_server_not_signed_by_the_configured_ca_is_refused(mtls_portal, tls):
+    src = tls_source(mtls_portal, tls, f'ca_file = "{tls.other_ca.name}"\n'
+                     f'client_cert = "{tls.client_cert.name}"\n'
+                     f'client_key = "{tls.client_key.name}"\nretries = 0')
+    with pytest.raises(UpstreamUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+        fetch(src, "alice")
+
+
+def redirect_source(portal: PortalState, to: str, follow: bool = True) -> HTTPSource:
+    return source(portal, "/redirect", extra=f"""
+follow_redirects = {str(follow).lower()}
+[query]
+code = "302"
+to = "{to}"
+""" + FIELDS)
+
+
+def test_redirect_to_the_same_host_is_followed(portal):
+    assert fetch(redirect_source(portal, "/api/users/alice/accounts"), "alice") == ALICE
+    assert portal.paths() == [b"/redirect", b"/api/users/alice/accounts"]
+
+
+@pytest.mark.parametrize("host", ["localhost:PORT", "127.0.0.1:OTHER"])
+def test_redirect_to_another_host_is_refused(portal, host):
+    port = portal.base_url.rsplit(":", 1)[1]
+    target = "http://" + host.replace("PORT", port).replace("OTHER", str(free_port()))
+    with pytest.raises(UpstreamUnavailable, match="another host") as info:
+        fetch(redirect_source(portal, target + "/api/users/alice/accounts?k=secret"), "alice")
+    assert "secret" not in str(info.value)
+    assert portal.paths() == [b"/redirect"]  # localhost:PORT is this very server: not asked
+
+
+def test_redirects_are_not_followed_by_default(portal):
+    with pytest.raises(UpstreamUnavailable, match="HTTP 302"):
+        fetch(redirect_source(portal, "/api/users/alice/accounts", follow=False), "alice")
+    assert portal.paths() == [b"/redirect"]
+
+
+def test_breaker_opens_on_a_dead_port_and_closes_after_a_probe(caplog):
+    port = free_port()  # nothing listens here yet
+    state = PortalState(base_url=f"http://127.0.0.1:{port}")
+    src = source(state, extra="retries = 1\nbreaker_failures = 2\nbreaker_cooldown = 0.5\n"
+                              + FIELDS)
+    breaker = src.upstream.breaker
+    timings: dict[str, float] = {}
+
+    async def run() -> None:
+        async with started(src):
+            for _ in range(2):
+                with pytest.raises(UpstreamUnavailable, match="ConnectError"):
+                    await src.accounts(Identity("alice"), Credentials("alice", "pw"))
+            assert breaker.state == OPEN
+            with Server(portal_app(state), port=port):
+                start = time.perf_counter()
+                with pytest.raises(CircuitOpen):
+                    await src.accounts(Identity("alice"), Credentials("alice", "pw"))
+                timings["open"] = time.perf_counter() - start
+                assert state.seen == []  # the upstream is back, but nobody asked it
+                await asyncio.sleep(0.5)
+                accounts = await src.accounts(Identity("alice"), Credentials("alice", "pw"))
+                assert [dict(a.fields) for a in accounts] == ALICE
+                assert breaker.state == CLOSED
+                assert len(state.seen) == 1
+
+    with caplog.at_level(logging.INFO, logger="bridge"):
+        asyncio.run(run())
+    retries = [r for r in caplog.records if "retry 1 of 1" in r.getMessage()]
+    assert len(retries) == 2  # one retry per failed call, logged by name and class only
+    assert all("ConnectError" in r.getMessage() for r in retries)
+    assert timings["open"] < 0.005
+    print(f"open breaker answered in {timings['open'] * 1e6:.0f} µs")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('url = "https://b.example.com/{account.id}"', "not available here"),
+    ('url = "https://b.example.com/x"\n[auth]\ntype = "magic"', "expected one of"),
+    ('url = "https://b.example.com/x"\n[auth]\ntype = "bearer"', "token_env"),
+    ('url = "https://b.example.com/x"\n[auth]\ntype = "bearer"\ntoken_env = "NOPE_UNSET_1"',
+     "is not set"),
+    ('url = "https://b.example.com/x"\n[auth]\ntype = "oauth2"\n'
+     'token_url = "http://idp.example.com/token"\nclient_id = "c"\nclient_secret = "s"',
+     "unencrypted"),
+    ('url = "https://b.example.com/x"\nnot_found_status = [200]', "3xx or 4xx"),
+    ('url = "https://b.example.com/x"\nclient_key = "k.pem"', "needs client_cert"),
+    ('url = "https://b.example.com/x"\n[fields]\nuser = "/a/~2"', "'~'"),
+])
+def test_source_configuration_problems(text, expected):
+    found = problems('type = "http"\n' + text, "source")
+    assert any(expected in p and p.startswith("Config value 'source.") for p in found), found

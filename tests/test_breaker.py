@@ -1,0 +1,134 @@
+"""The circuit breaker alone, on a fake clock (the backend-level test is in tests/sources)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from bridge.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, CircuitOpen
+from bridge.errors import UpstreamTimeout, UpstreamUnavailable
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def breaker(clock):
+    return CircuitBreaker("test upstream", failure_threshold=3, cooldown=10.0, clock=clock)
+
+
+def fail(breaker: CircuitBreaker, times: int = 1) -> None:
+    for _ in range(times):
+        with pytest.raises(UpstreamUnavailable), breaker.guard():
+            raise UpstreamUnavailable("down")
+
+
+def test_opens_after_n_consecutive_failures(breaker):
+    fail(breaker, 2)
+    assert breaker.state == CLOSED
+    breaker.check()  # still lets calls through
+    fail(breaker)
+    assert breaker.state == OPEN
+    with pytest.raises(CircuitOpen) as info:
+        breaker.check()
+    assert isinstance(info.value, UpstreamUnavailable)  # -> 503 with Retry-After
+    assert "test upstream" in str(info.value)
+
+
+def test_a_success_resets_the_count(breaker):
+    fail(breaker, 2)
+    with breaker.guard():
+        pass
+    fail(breaker, 2)
+    assert breaker.state == CLOSED
+    assert breaker.failures == 2
+
+
+def test_timeouts_count_as_failures(breaker):
+    for _ in range(3):
+        with pytest.raises(UpstreamTimeout), breaker.guard():
+            raise UpstreamTimeout("slow")
+    assert breaker.state == OPEN
+
+
+def test_other_exceptions_are_no_verdict(breaker):
+    fail(breaker, 2)
+    with pytest.raises(KeyError), breaker.guard():
+        raise KeyError("our own bug")
+    assert breaker.failures == 2
+    assert breaker.state == CLOSED
+
+
+def test_half_open_after_cooldown_lets_one_probe_through(breaker, clock):
+    fail(breaker, 3)
+    clock.now += 9.9
+    assert breaker.state == OPEN
+    with pytest.raises(CircuitOpen):
+        breaker.check()
+    clock.now += 0.1
+    assert breaker.state == HALF_OPEN
+    breaker.check()                   # the probe
+    with pytest.raises(CircuitOpen):  # everyone else waits for its verdict
+        breaker.check()
+    breaker.success()
+    assert breaker.state == CLOSED
+    breaker.check()
+    breaker.check()
+
+
+def test_a_failed_probe_opens_again_for_a_full_cooldown(breaker, clock):
+    fail(breaker, 3)
+    clock.now += 10
+    fail(breaker)  # the probe fails
+    assert breaker.state == OPEN
+    clock.now += 9.9
+    with pytest.raises(CircuitOpen):
+        breaker.check()
+    clock.now += 0.1
+    breaker.check()
+    breaker.success()
+    assert breaker.state == CLOSED
+
+
+def test_an_abandoned_probe_frees_the_slot(breaker, clock):
+    fail(breaker, 3)
+    clock.now += 10
+
+    async def probe_cancelled_by_the_deadline() -> None:
+        async with asyncio.timeout(0.01):
+            with breaker.guard():
+                await asyncio.sleep(1)
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(probe_cancelled_by_the_deadline())
+    assert breaker.state == HALF_OPEN
+    breaker.check()  # the next call may probe at once
+
+
+def test_threshold_zero_disables_it(clock):
+    breaker = CircuitBreaker("x", failure_threshold=0, cooldown=10, clock=clock)
+    fail(breaker, 50)
+    assert breaker.state == CLOSED
+    breaker.check()
+
+
+def test_an_open_circuit_answers_in_microseconds(breaker):
+    fail(breaker, 3)
+    start = time.perf_counter()
+    for _ in range(1000):
+        with pytest.raises(CircuitOpen):
+            breaker.check()
+    per_call = (time.perf_counter() - start) / 1000
+    assert per_call < 0.001

@@ -1,0 +1,210 @@
+"""Website login + HTTP account data, end to end: the real gateway in a subprocess, a real
+portal on loopback, and the phone's view (status, headers, error document)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from bridge.zoiper.document import parse_config, parse_error
+from tests.gateway import Gateway
+from tests.upstreams import CUSTOMERS, INJECTION, USERS, PortalState, Server, portal_app
+
+ROOT = Path(__file__).resolve().parent.parent
+API_KEY = "e2e-api-key-4b9d0c"
+WRONG = "Wrong username or password."
+UNAVAILABLE = "The service is temporarily unavailable. Please try again later."
+NO_ACCOUNT = "No phone account is set up for this user. Contact your administrator."
+
+CONFIG = """
+[server]
+log_level = "debug"
+deadline = 1.5
+
+[auth]
+type = "website"
+url = "{portal}/api/login"
+success_field = "success"
+username_field = "data.user.login"
+token_field = "/data/token"
+read_timeout = 0.7
+retries = 0
+[auth.json]
+email = "{{login.username}}"
+password = "{{login.password}}"
+[auth.attributes]
+displayName = "data.user.name"
+customer_id = "data.user.customer_id"
+
+[source]
+type = "http"
+url = "{portal}/api/users/{{identity.username}}/accounts"
+accounts_path = "data.accounts"
+read_timeout = 0.7
+max_bytes = 65536
+breaker_failures = 50
+[source.query]
+customer = "{{identity.customer_id}}"
+login = "{{login.username}}"
+[source.headers]
+Authorization = "Bearer {{identity.token}}"
+[source.auth]
+type = "api_key"
+header = "X-API-Key"
+key_env = "E2E_API_KEY"
+[source.fields]
+sip_user = "sip.username"
+sip_password = "sip.password"
+domain = "domain"
+label = "label"
+
+[mapping.account]
+name = "{{identity.displayName}} ({{account.label}})"
+username = "{{account.sip_user}}"
+password = "{{account.sip_password}}"
+SIP_domain = "{{account.domain}}"
+SIP_transport_type = "tls"
+"""
+
+
+@pytest.fixture(scope="module")
+def portal():
+    state = PortalState()
+    with Server(portal_app(state)) as server:
+        state.base_url = server.url
+        yield state
+
+
+@pytest.fixture(scope="module")
+def gateway(portal, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("e2e-website")
+    config = workdir / "config.toml"
+    config.write_text(CONFIG.format(portal=portal.base_url))
+    with Gateway(config, workdir, env={"E2E_API_KEY": API_KEY}) as gw:
+        yield gw
+
+
+@pytest.fixture(autouse=True)
+def fresh(portal):
+    portal.seen.clear()
+
+
+def provision(gw: Gateway, user: str, password: str) -> httpx.Response:
+    return httpx.get(gw.base_url + "/provision", params={"user": user, "password": password},
+                     timeout=10)
+
+
+def test_alice_gets_both_accounts(gateway, portal):
+    response = provision(gateway, "alice", "wonderland-1")
+    assert response.status_code == 200, response.text
+    accounts = parse_config(response.content)["accounts"]
+    assert [(a["username"], a["password"], a["SIP_domain"]) for a in accounts] == [
+        ("1001", "Sip-Secret-1001", "sip.example.com"),
+        ("1002", "Sip-Secret-1002", "sip.example.com"),
+    ]
+    assert accounts[0]["name"] == "Alice Liddell (Alice office)"
+    login, data = portal.seen
+    assert json.loads(login.body) == {"email": "alice", "password": "wonderland-1"}
+    assert data.raw_path == b"/api/users/alice/accounts"
+    assert data.params == {"customer": [str(CUSTOMERS["alice"])], "login": ["alice"]}
+    assert data.headers["authorization"] == f"Bearer tok-{CUSTOMERS['alice']}"  # the session
+    assert data.headers["x-api-key"] == API_KEY                                # from the env
+
+
+def test_wrong_password_is_401(gateway, portal):
+    response = provision(gateway, "bob", "not-bobs-password")
+    assert response.status_code == 401
+    assert parse_error(response.content) == WRONG
+    assert "retry-after" not in response.headers
+    assert [s.raw_path for s in portal.seen] == [b"/api/login"]  # accounts never asked
+
+
+@pytest.mark.parametrize(("user", "logged"), [
+    ("crash", "UpstreamUnavailable: http source 127.0.0.1: HTTP 500"),
+    ("sleepy", "UpstreamTimeout: http source 127.0.0.1: ReadTimeout"),
+    ("drip", "UpstreamTimeout: request deadline of 1.5s exceeded"),
+    ("garbage", "UpstreamUnavailable: http source 127.0.0.1: HTTP 200, not valid JSON"),
+    ("huge-chunked", "http source 127.0.0.1: answer is over max_bytes = 65536"),
+    ("login-crash", "UpstreamUnavailable: website login 127.0.0.1: HTTP 500"),
+    ("login-slow", "UpstreamTimeout: website login 127.0.0.1: ReadTimeout"),
+    ("login-garbage", "UpstreamUnavailable: website login 127.0.0.1: HTTP 200, not valid"),
+])
+def test_upstream_trouble_is_503_with_retry_after(gateway, portal, user, logged):
+    before = len(gateway.output())
+    response = provision(gateway, user, "secret-pw")
+    assert response.status_code == 503
+    assert int(response.headers["retry-after"]) >= 1
+    assert parse_error(response.content) == UNAVAILABLE
+    assert response.headers["cache-control"] == "no-store"
+    assert logged in gateway.output()[before:]  # and for the reason this case is about
+
+
+@pytest.mark.parametrize("user", ["nobody", "ghost"])  # [] and HTTP 404
+def test_no_accounts_is_404(gateway, user):
+    response = provision(gateway, user, "secret-pw")
+    assert response.status_code == 404
+    assert parse_error(response.content) == NO_ACCOUNT
+
+
+def test_user_input_never_shapes_the_upstream_request(gateway, portal):
+    response = provision(gateway, INJECTION, "secret-pw")
+    assert response.status_code == 200  # this odd name is a real customer of the portal
+    login, data = portal.seen
+    assert login.raw_path == b"/api/login" and login.query == b""
+    assert json.loads(login.body)["email"] == INJECTION
+    assert data.raw_path == b"/api/users/" + quote(INJECTION, safe="").encode() + b"/accounts"
+    assert data.raw_path == b"/api/users/a%2F..%2Fb%3Fx%3D1%26y%23z/accounts"
+    assert data.params == {"customer": [str(CUSTOMERS[INJECTION])], "login": [INJECTION]}
+
+
+def test_a_dot_dot_name_never_becomes_a_path_segment(gateway, portal):
+    response = provision(gateway, "..", "secret-pw")
+    assert response.status_code == 404  # logged in, but its accounts URL cannot be built
+    assert [s.raw_path for s in portal.seen] == [b"/api/login"]
+
+
+def test_secrets_never_reach_the_gateway_log(gateway):
+    provision(gateway, "alice", "wonderland-1")
+    provision(gateway, "crash", "secret-pw")
+    output = gateway.output()
+    assert "http source 127.0.0.1: HTTP 500" in output  # the failures are logged...
+    assert "website login 127.0.0.1" in output
+    for secret in ("wonderland-1", "not-bobs-password", API_KEY,
+                   *(f"tok-{c}" for c in CUSTOMERS.values()), "Sip-Secret-1001"):
+        assert secret not in output                       # ...without any secret
+    assert "a%2F..%2Fb" not in output and "customer=" not in output  # nor request URLs
+
+
+def check_config(name: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k != "WHMCS_API_KEY"}
+    return subprocess.run([sys.executable, "-m", "bridge.cli", "check-config",
+                           str(ROOT / "deploy" / "examples" / name)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env={**clean, **env})
+
+
+def test_example_website_json_passes_check_config():
+    result = check_config("website-json.toml", {})
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+
+
+def test_example_website_form_passes_check_config_with_its_api_key():
+    result = check_config("website-form.toml", {"WHMCS_API_KEY": "k-123"})
+    assert result.returncode == 0, result.stderr
+    missing = check_config("website-form.toml", {})
+    assert missing.returncode == 2
+    assert "WHMCS_API_KEY" in missing.stderr
+
+
+def test_every_scenario_user_is_known_to_the_portal():
+    """Guards the table above: a typo would turn an outage test into a wrong-password one."""
+    assert {"crash", "sleepy", "drip", "garbage", "huge-chunked", "nobody", "ghost",
+            INJECTION, ".."} <= USERS.keys()
