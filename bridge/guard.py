@@ -1,9 +1,13 @@
 """Protecting the directory behind the gateway: rate limits, backoff, lockout memory.
 
-* Attempts are counted *before* the backend is asked, so however many guesses
-  arrive at once, the backend sees at most `username_failures` per window for
-  one username and `address_failures` for one client address. A success
-  clears the username's count and gives the address its attempt back.
+* Attempts on one username are counted *before* the backend is asked, so
+  however many guesses arrive at once, the backend sees at most
+  `username_failures` per window for it. A success clears the count.
+  Usernames are compared case- and space-insensitively here, as directories do.
+* Failures from one client address are counted after the fact: a thousand
+  phones behind one office NAT may all ask at 9:00 (identical requests share
+  one upstream call anyway); only `address_failures` wrong passwords from the
+  address within the window close it.
 * After the n-th failure (n >= 2; a single typo costs nothing) the username
   waits `backoff_base * 2**(n-2)` seconds, capped at `backoff_max`, before the
   next attempt is even considered.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import unicodedata
 from dataclasses import dataclass
 
 from bridge.config import Section
@@ -74,7 +79,8 @@ class Guard:
         return await self.store.get("neg:" + key) is not None
 
     def _ids(self, credentials: Credentials) -> tuple[str, str | None]:
-        user = "u:" + self.digest("user", credentials.username)
+        name = unicodedata.normalize("NFKC", credentials.username).strip().casefold()
+        user = "u:" + self.digest("user", name)
         addr = "a:" + self.digest("addr", credentials.client) if credentials.client else None
         return user, addr
 
@@ -90,9 +96,8 @@ class Guard:
             await self.store.hit(f"fail:{user}", s.username_window, -1)
             self._refuse("username", await self.store.ttl(f"fail:{user}"))
         if s.address_failures and addr and (
-            await self.store.hit(f"fail:{addr}", s.address_window) > s.address_failures
+            await self.store.count(f"fail:{addr}") >= s.address_failures
         ):
-            await self.store.hit(f"fail:{addr}", s.address_window, -1)
             if s.username_failures:
                 await self.store.hit(f"fail:{user}", s.username_window, -1)
             self._refuse("address", await self.store.ttl(f"fail:{addr}"))
@@ -112,16 +117,15 @@ class Guard:
         if outcome == "failed":
             if s.lockout_window:
                 await self.store.put("neg:" + key, b"1", s.lockout_window)
+            if s.address_failures and addr:
+                await self.store.hit(f"fail:{addr}", s.address_window)
             if s.backoff_base and s.username_failures:
                 failures = await self.store.hit(f"fail:{user}", s.username_window, 0)
                 if failures >= 2:
                     delay = min(s.backoff_max, s.backoff_base * 2 ** (failures - 2))
                     await self.store.put(f"lock:{user}", b"1", delay)
-            return
-        if s.username_failures:
+        elif s.username_failures:
             if outcome == "ok":
                 await self.store.delete(f"fail:{user}")
             else:
                 await self.store.hit(f"fail:{user}", s.username_window, -1)
-        if s.address_failures and addr:
-            await self.store.hit(f"fail:{addr}", s.address_window, -1)

@@ -30,6 +30,10 @@ class Store:
         """Add `amount` to a counter that expires `window` s after its first hit; new value."""
         raise NotImplementedError
 
+    async def count(self, key: str) -> int:
+        """A counter's value without touching it; 0 when it does not exist."""
+        raise NotImplementedError
+
     async def ttl(self, key: str) -> float:
         """Seconds until `key` expires; 0 when it does not exist."""
         raise NotImplementedError
@@ -78,6 +82,10 @@ class MemoryStore(Store):
         self._set(key, expires, count)
         return count
 
+    async def count(self, key: str) -> int:
+        item = self._live(key)
+        return int(item[1]) if item and isinstance(item[1], int) else 0
+
     async def ttl(self, key: str) -> float:
         item = self._live(key)
         return max(0.0, item[0] - self._now()) if item else 0.0
@@ -110,6 +118,10 @@ class RedisStore(Store):
             pipe.incrby(k, amount)
             _, count = await pipe.execute()
         return int(count)
+
+    async def count(self, key: str) -> int:
+        value = await self.client.get(self.prefix + key)
+        return int(value) if value is not None else 0
 
     async def ttl(self, key: str) -> float:
         ms = await self.client.pttl(self.prefix + key)
@@ -186,6 +198,9 @@ class ResilientStore(Store):
 
     async def hit(self, key: str, window: float, amount: int = 1) -> int:
         return int(await self._call("hit", key, window, amount))  # type: ignore[call-overload]
+
+    async def count(self, key: str) -> int:
+        return int(await self._call("count", key))  # type: ignore[call-overload]
 
     async def ttl(self, key: str) -> float:
         return float(await self._call("ttl", key))  # type: ignore[arg-type]

@@ -84,6 +84,23 @@ async def test_concurrent_guesses_cannot_overrun_the_limit():
     assert results.count("RateLimited") == 17
 
 
+async def test_many_phones_behind_one_address_are_not_limited():
+    auth = CountingAuthenticator({f"u{i}": "pw" for i in range(300)}, delay=0.01)
+    p = provisioner(auth, address_failures=5)
+    results = await asyncio.gather(*(outcome(p, creds(f"u{i}", "pw")) for i in range(300)))
+    assert results == ["ok"] * 300
+
+
+async def test_username_limit_ignores_case_and_spaces():
+    auth = CountingAuthenticator({})
+    p = provisioner(auth, username_failures=3, backoff_base=0)
+    fullwidth = "\uff41\uff4c\uff49\uff43\uff45"
+    names = ["alice", "ALICE", " alice", "Alice ", fullwidth, "alice"]
+    results = [await outcome(p, creds(n, f"g{i}")) for i, n in enumerate(names)]
+    assert results == ["AuthenticationFailed"] * 3 + ["RateLimited"] * 3
+    assert auth.calls == 3
+
+
 async def test_address_limit_spans_usernames():
     auth = CountingAuthenticator({})
     p = provisioner(auth, address_failures=4, username_failures=100, backoff_base=0)

@@ -18,6 +18,8 @@ async def exercise(store) -> None:
     assert await store.hit("c", 0.3) == 1
     assert await store.hit("c", 0.3) == 2
     assert await store.hit("c", 0.3, -1) == 1
+    assert await store.count("c") == 1
+    assert await store.count("missing") == 0
     assert 0 < await store.ttl("c") <= 0.3
     await store.put("v", b"doc", 0.3)
     assert await store.get("v") == b"doc"
