@@ -45,6 +45,7 @@ from bridge.config import Section, describe
 from bridge.errors import BridgeError, InternalError, UpstreamTimeout, UpstreamUnavailable
 from bridge.upstream import documents
 from bridge.upstream.templates import Prepared, URLTemplate
+from bridge.upstream.transport import AiohttpTransport
 
 logger = logging.getLogger("bridge.upstream")
 
@@ -81,6 +82,7 @@ class HTTPSettings:
     breaker_failures: int = 5
     breaker_cooldown: float = 30.0
     allow_http: bool = False
+    max_connections: int = 100  # connections kept open to the upstream
     ssl_context: ssl.SSLContext | None = None
 
     @classmethod
@@ -95,6 +97,7 @@ class HTTPSettings:
             breaker_failures=cfg.int("breaker_failures", d.breaker_failures, min=0),
             breaker_cooldown=cfg.float("breaker_cooldown", d.breaker_cooldown, min=0, max=3600),
             allow_http=cfg.bool("allow_http", d.allow_http),
+            max_connections=cfg.int("max_connections", d.max_connections, min=1, max=10_000),
             ssl_context=tls_context(cfg),
         )
         check_scheme(cfg, "url", httpx.URL(url.origin), settings.allow_http)
@@ -157,11 +160,14 @@ def describe_failure(exc: BaseException) -> str:
     reason = ""
     seen: BaseException | None = exc
     while seen is not None and not reason:
-        if isinstance(seen, ssl.SSLError) and seen.reason:
+        # aiohttp wraps the real TLS error in certificate_error
+        seen = getattr(seen, "certificate_error", None) or seen
+        if isinstance(seen, ssl.SSLError) and getattr(seen, "reason", None):
             reason = f"TLS {seen.reason}"
-        elif isinstance(seen, OSError) and seen.errno:
+        elif isinstance(seen, OSError) and isinstance(seen.errno, int) and seen.errno:
             reason = errno.errorcode.get(seen.errno, str(seen.errno))
-        seen = seen.__cause__ or seen.__context__
+        # aiohttp keeps the underlying socket/TLS error in os_error, not in the chain
+        seen = seen.__cause__ or seen.__context__ or getattr(seen, "os_error", None)
     return f"{type(exc).__name__} ({reason})" if reason else type(exc).__name__
 
 
@@ -181,8 +187,11 @@ class Upstream:
     def client_options(self) -> dict[str, Any]:
         s = self.settings
         return dict(
-            timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout),
-            verify=s.ssl_context or True,
+            timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout,
+                                  pool=s.read_timeout),
+            transport=AiohttpTransport(
+                s.ssl_context or ssl.create_default_context(cafile=certifi.where()),
+                s.max_connections),
             follow_redirects=False,  # followed by hand below, one checked hop at a time
             trust_env=False,         # no proxies or .netrc credentials from the environment
             cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),  # never keep cookies
