@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -33,15 +34,38 @@ from bridge.settings import Settings
 logger = logging.getLogger("bridge.app")
 
 
-def log_failure(exc: BaseException) -> None:
-    """4xx are the phone's business (info); 5xx are ours (warning, or error with traceback)."""
-    if not isinstance(exc, BridgeError):
-        logger.error("unexpected failure", exc_info=exc)
-    elif exc.status >= 500:
-        logger.warning("%s: %s", type(exc).__name__, exc.detail or "-",
+class FailureLog:
+    """4xx are the phone's business (info); 5xx are ours (warning, or error with traceback).
+
+    When a backend is down every request fails the same way; logging each one
+    (with its traceback) would flood the log and cost more CPU than answering.
+    So the same 5xx is logged with its traceback once per `interval`, and the
+    number of repeats in between is reported with the next one.
+    """
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self._last: dict[tuple[type, str], tuple[float, int]] = {}
+
+    def __call__(self, exc: BaseException) -> None:
+        if not isinstance(exc, BridgeError):
+            logger.error("unexpected failure", exc_info=exc)
+            return
+        if exc.status < 500:
+            logger.info("%s: %s", type(exc).__name__, exc.detail or "-")
+            return
+        key = (type(exc), exc.detail)
+        now = time.monotonic()
+        last, repeats = self._last.get(key, (-self.interval, 0))
+        if now - last < self.interval:
+            self._last[key] = (last, repeats + 1)
+            return
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[key] = (now, 0)
+        more = f" (and {repeats} more like it since the last report)" if repeats else ""
+        logger.warning("%s: %s%s", type(exc).__name__, exc.detail or "-", more,
                        exc_info=exc.__cause__ if exc.__cause__ else None)
-    else:
-        logger.info("%s: %s", type(exc).__name__, exc.detail or "-")
 
 
 class StrictTransportSecurityMiddleware:
@@ -70,17 +94,20 @@ HSTS = (b"strict-transport-security", b"max-age=31536000")
 def create_app(settings: Settings) -> Starlette:
     policy: ErrorPolicy = settings.errors
     provisioner = Provisioner.from_settings(settings)
+    log_failure = FailureLog()
     proxies = list(settings.server.trusted_proxies)
 
     async def provision(request: Request) -> Response:
         METRICS.inc("bridge_requests_total")
         try:
-            client = client_address(
-                request.client.host if request.client else None,
-                ", ".join(request.headers.getlist("forwarded")),
-                ", ".join(request.headers.getlist("x-forwarded-for")),
-                proxies,
-            )
+            client = request.client.host if request.client else None
+            if proxies:
+                client = client_address(
+                    client,
+                    ", ".join(request.headers.getlist("forwarded")),
+                    ", ".join(request.headers.getlist("x-forwarded-for")),
+                    proxies,
+                )
             credentials = credentials_from_query(request.scope["query_string"],
                                                  settings.query, client)
             register_secret(credentials.password)

@@ -34,8 +34,11 @@ def register_secret(secret: str) -> None:
     """Mask `secret` (and its URL-encoded forms) in every log line of this request."""
     if len(secret) < MIN_MASKED_LENGTH:
         return
-    forms = {secret, quote(secret, safe=""), quote_plus(secret, safe=""), quote(secret)}
-    _secrets.set(_secrets.get() + tuple(sorted(forms, key=len, reverse=True)))
+    forms = (secret,)
+    if not secret.isalnum():  # only then can an encoded form differ from the secret itself
+        variants = {secret, quote(secret, safe=""), quote_plus(secret, safe=""), quote(secret)}
+        forms = tuple(sorted(variants, key=len, reverse=True))
+    _secrets.set(_secrets.get() + forms)
 
 
 def redact(text: str) -> str:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from bridge.auth import Authenticator
 from bridge.cache import Coalescer, ResponseCache
 from bridge.errors import AccountNotFound, AuthenticationFailed, InternalError, UpstreamTimeout
-from bridge.guard import Guard
+from bridge.guard import Attempt, Guard
 from bridge.mapping import ConfigMapping
 from bridge.models import Credentials
 from bridge.sources import AccountSource
@@ -71,16 +71,16 @@ class Provisioner:
             yield self
 
     async def provision(self, credentials: Credentials) -> bytes:
-        key = self.guard.credential_key(credentials)
-        if await self.guard.recently_failed(key):
+        attempt = self.guard.attempt(credentials)
+        if await self.guard.recently_failed(attempt):
             raise AuthenticationFailed(f"user {credentials.username!r}: same password failed "
                                        "recently (answered without asking the backend)")
-        if (document := await self.cache.get(key)) is not None:
+        if (document := await self.cache.get(attempt.key)) is not None:
             return document
-        return await self.flights.run(key, lambda: self._attempt(credentials, key))
+        return await self.flights.run(attempt.key, lambda: self._attempt(credentials, attempt))
 
-    async def _attempt(self, credentials: Credentials, key: str) -> bytes:
-        await self.guard.admit(credentials)
+    async def _attempt(self, credentials: Credentials, attempt: Attempt) -> bytes:
+        await self.guard.admit(attempt)
         outcome = "other"
         try:
             document = await self._fetch_and_render(credentials)
@@ -89,8 +89,8 @@ class Provisioner:
             outcome = "failed"
             raise
         finally:
-            await self.guard.settle(credentials, key, outcome)
-        await self.cache.put(key, document)
+            await self.guard.settle(attempt, outcome)
+        await self.cache.put(attempt.key, document)
         return document
 
     async def _fetch_and_render(self, credentials: Credentials) -> bytes:

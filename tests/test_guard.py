@@ -190,10 +190,11 @@ async def test_cache_off_by_default():
 
 def test_keys_never_contain_the_password():
     guard = Guard(MemoryStore(), LimitSettings(), b"k" * 32)
-    key = guard.credential_key(creds("alice", "hunter2-secret"))
-    assert "hunter2" not in key and "alice" not in key
+    attempt = guard.attempt(creds("alice", "hunter2-secret"))
+    for key in (attempt.key, attempt.user, attempt.addr):
+        assert "hunter2" not in key and "alice" not in key
     other = Guard(MemoryStore(), LimitSettings(), b"j" * 32)
-    assert other.credential_key(creds("alice", "hunter2-secret")) != key
+    assert other.attempt(creds("alice", "hunter2-secret")).key != attempt.key
 
 
 async def test_failed_lookup_is_not_cached_as_success():
