@@ -27,6 +27,7 @@ class Authenticator(Backend):
 
 REGISTRY: dict[str, str] = {
     "file": "bridge.auth.file:FileAuthenticator",
+    "ldap": "bridge.auth.ldap:LdapAuthenticator",
     "website": "bridge.auth.website:WebsiteAuthenticator",
 }
 

@@ -23,6 +23,7 @@ class AccountSource(Backend):
 REGISTRY: dict[str, str] = {
     "static": "bridge.sources.static:StaticSource",
     "sqlite": "bridge.sources.sqlite:SQLiteSource",
+    "ldap": "bridge.sources.ldap:LdapSource",
     "http": "bridge.sources.http:HTTPSource",
 }
 

@@ -49,7 +49,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ldap3 import Tls
+    from ldap3 import Connection, Tls
 
 BASE_DN = "dc=example,dc=org"
 PEOPLE_DN = f"ou=people,{BASE_DN}"
@@ -68,6 +68,33 @@ SLAPADD_CANDIDATES = ("/usr/sbin/slapadd", "slapadd")
 MODULE_PATH = Path("/usr/lib/ldap")
 SCHEMA_DIR = Path("/etc/ldap/schema")
 SCHEMAS = ("core", "cosine", "nis", "inetorgperson")  # order matters
+
+
+MONITOR_CONF = f"""
+database        monitor
+access to dn.subtree="cn=Monitor"
+        by dn.exact="{ADMIN_DN}" read
+        by * none
+"""
+
+
+def bind_count(monitor: Connection) -> int:
+    """Bind operations completed since slapd started (all DNs, anonymous rebinds included)."""
+    from ldap3 import BASE
+
+    monitor.search("cn=Bind,cn=Operations,cn=Monitor", "(objectClass=*)", BASE,
+                   attributes=["monitorOpCompleted"])
+    return int(monitor.response[0]["raw_attributes"]["monitorOpCompleted"][0])
+
+
+def bound_as(monitor: Connection) -> list[str]:
+    """The authorization DN of every open connection ('' = anonymous)."""
+    from ldap3 import SUBTREE
+
+    monitor.search("cn=Connections,cn=Monitor", "(objectClass=monitorConnection)", SUBTREE,
+                   attributes=["monitorConnectionAuthzDN"])
+    return [(e["raw_attributes"].get("monitorConnectionAuthzDN") or [b""])[0].decode()
+            for e in monitor.response if e.get("type") == "searchResEntry"]
 
 
 def escape_dn_value(value: str) -> str:
@@ -293,6 +320,7 @@ class Slapd:
     loglevel: str = "0"
     threads: int = 8
     start_timeout: float = 15.0
+    with_monitor: bool = False  # cn=Monitor, readable by the admin: bind counts, connections
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _auto_ports: bool = field(default=False, init=False, repr=False)
 
@@ -600,7 +628,15 @@ access to attrs=userPassword
 access to *
         by dn.exact="{SERVICE_DN}" read
         by * read
-""")
+""" + (MONITOR_CONF if self.with_monitor else ""))
+
+    def monitor(self) -> Connection:
+        """An admin connection for cn=Monitor (needs with_monitor=True); unbind it after use."""
+        from ldap3 import NONE, Connection, Server
+
+        return Connection(Server(self.host, port=self.port, connect_timeout=2, get_info=NONE),
+                          ADMIN_DN, ADMIN_PASSWORD, auto_bind=True, receive_timeout=5,
+                          check_names=False)
 
     def _load(self) -> None:
         marker = self.workdir / ".loaded"

@@ -1,0 +1,681 @@
+"""LDAP on the event loop: pooled persistent connections, no threads.
+
+Why: a bind through a thread pool costs ~640 µs of CPU (ldap3) and the pool
+size caps concurrency; here a bind is one BER message on a connection that
+stays open (~20 µs), so a slow directory costs waiting, not threads.
+
+Model (see `AsyncLdapClient`):
+
+- Two pools per client, `settings.pool_size` connections each, opened lazily:
+  one for user binds, one for searches bound once as the service account.
+  Exactly one operation is in flight per connection (binds must not be
+  pipelined, RFC 4511 4.2.1), so throughput against a directory `L` seconds
+  away is at most pool_size / L per pool; raise pool_size for slow directories.
+  Requests beyond that wait in FIFO order, for at most `settings.timeout`.
+- A connection whose operation timed out, was cancelled or saw anything
+  unexpected is closed, never reused: its late answer must not become the
+  answer to the next request.
+- Retry policy: one retry, on a freshly opened connection, only when a pooled
+  (previously used) connection turned out dead before any answer to this
+  request arrived (EOF/reset/notice of disconnection: the server restarted or
+  an idle timeout closed it). Binds are retried too: an unanswered bind left no
+  state worth keeping, and the old connection is gone. A dead connection
+  noticed while idle is simply replaced. Timeouts are never retried.
+- reset_after_bind: a connection a user bound successfully is rebound
+  anonymously before it may go idle, in the background (the caller already has
+  its answer). Under load it goes straight to the next waiting bind instead,
+  which replaces the identity at once, so the extra round trip is only paid
+  when the pool is not saturated.
+- Failover: `settings.uris` in order; a server whose connection setup (TCP,
+  TLS, StartTLS, service bind) failed is skipped for `down_for` seconds, and
+  with every server skipped requests fail at once with LdapUnavailable instead
+  of each waiting for a timeout.
+- TLS: ldaps:// (or TlsMode.LDAPS) from the first byte; StartTLS upgrades the
+  same connection with loop.start_tls; a connection is only used once TLS is
+  up, so nothing is ever sent in clear text when TLS was asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import ssl
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from bridge.ldap import protocol as proto
+from bridge.ldap.client import (
+    INVALID_CREDENTIALS,
+    UNAVAILABLE_CODES,
+    Entry,
+    LdapClient,
+    LdapError,
+    LdapOperationError,
+    LdapResult,
+    LdapTimeout,
+    LdapUnavailable,
+    Scope,
+    ServerSettings,
+    TlsMode,
+)
+
+logger = logging.getLogger("bridge.ldap")
+
+DOWN_FOR = 3.0  # seconds a server is skipped after a failed connection setup
+
+_Encoder = Callable[[int], bytes]  # message id -> one encoded request
+
+
+@dataclass(frozen=True, slots=True)
+class _Server:
+    uri: str  # for messages: scheme://host:port, never user info
+    host: str
+    port: int
+    ldaps: bool
+
+
+def _parse_uri(uri: str, tls: TlsMode) -> _Server:
+    """ldaps:// always means TLS from the first byte; so does TlsMode.LDAPS for ldap:// URIs
+    (never clear text when the operator asked for LDAPS)."""
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme not in ("ldap", "ldaps"):
+        raise ValueError(f"not an ldap:// or ldaps:// URI: {uri!r}")
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"LDAP URI without a host: {uri!r}")
+    ldaps = scheme == "ldaps" or tls is TlsMode.LDAPS
+    port = parts.port or (636 if ldaps else 389)
+    shown = f"[{host}]" if ":" in host else host
+    return _Server(f"{scheme}://{shown}:{port}", host, port, ldaps)
+
+
+class _Dropped(LdapUnavailable):
+    """The connection died under an operation; `answered`: part of the answer had arrived."""
+
+    def __init__(self, message: str, answered: bool = False) -> None:
+        super().__init__(message)
+        self.answered = answered
+
+
+class _SetupFailed(Exception):
+    """Connecting to one server failed: mark it down and try the next."""
+
+    def __init__(self, reason: str, timeout: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.timeout = timeout
+
+
+class _Connection(asyncio.Protocol):
+    """One LDAP connection: a decoder and at most one outstanding request."""
+
+    def __init__(self, server: _Server, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.server = server
+        self.loop = loop
+        self.timeout = timeout
+        self.transport: asyncio.Transport | None = None
+        self.decoder = proto.Decoder()
+        self.closed = False
+        self.bound_as_user = False  # needs an anonymous rebind before it may go idle
+        self.entries: list[proto.LdapMessage] = []
+        self._next_id = 1
+        self._waiter: asyncio.Future[proto.LdapMessage] | None = None
+        self._op_id = 0
+        self._expect = 0
+        self._opname = ""
+        self._op_timeout = timeout
+        self._deadline = 0.0
+        self._answered = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    # ---- asyncio.Protocol -----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self.decoder.feed(data)
+        except proto.ProtocolError as exc:
+            self._drop(LdapUnavailable(f"{self.server.uri}: malformed response ({exc})"))
+            return
+        for message in messages:
+            if self.closed:
+                return
+            self._dispatch(message)
+
+    def eof_received(self) -> bool:
+        self._drop(_Dropped(f"{self.server.uri}: connection closed by the server",
+                            self._answered))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        why = f"connection lost ({exc})" if exc else "connection closed"
+        self._fail(_Dropped(f"{self.server.uri}: {why}", self._answered))
+        self._stop_timer()
+
+    # ---- requests ---------------------------------------------------------------------------
+    def take_id(self) -> int:
+        mid = self._next_id
+        self._next_id = 1 if mid >= proto.MAX_MESSAGE_ID else mid + 1
+        return mid
+
+    def send(self, message_id: int, data: bytes, expect: int, opname: str,
+             timeout: float | None = None) -> asyncio.Future[proto.LdapMessage]:
+        """Write one request; the future gets the final response (entries collect in .entries)."""
+        if self.closed or self.transport is None:
+            raise _Dropped(f"{self.server.uri}: connection closed")
+        loop = self.loop
+        waiter = loop.create_future()
+        self._waiter = waiter
+        self._op_id = message_id
+        self._expect = expect
+        self._opname = opname
+        self._answered = False
+        if expect == proto.SEARCH_RESULT_DONE:
+            self.entries = []
+        # One lazy timer per connection instead of one per request: it is not cancelled
+        # when an answer arrives; when it fires it re-arms for the current deadline, if any.
+        self._op_timeout = timeout = timeout or self.timeout
+        self._deadline = deadline = loop.time() + timeout
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(deadline, self._check_deadline)
+        self.transport.write(data)
+        return waiter
+
+    def abort(self) -> None:
+        """Close at once, e.g. after a cancelled request whose answer may still come."""
+        self._drop(_Dropped(f"{self.server.uri}: connection discarded"))
+
+    def close(self) -> None:
+        """Unbind (when idle) and close gracefully."""
+        if self.closed or self.transport is None:
+            self.abort()
+            return
+        if self._waiter is None:
+            with contextlib.suppress(Exception):
+                self.transport.write(proto.encode_unbind_request(self.take_id()))
+        self.closed = True
+        self._fail(_Dropped(f"{self.server.uri}: client closed"))
+        self._stop_timer()
+        self.transport.close()
+
+    # ---- internals --------------------------------------------------------------------------
+    def _dispatch(self, m: proto.LdapMessage) -> None:
+        if m.message_id != self._op_id or self._waiter is None:
+            if m.is_notice_of_disconnection:
+                r = m.result or LdapResult(0)
+                self._drop(_Dropped(f"{self.server.uri}: notice of disconnection "
+                                    f"(result {r.code}: {r.message})", self._answered))
+            else:
+                self._drop(LdapUnavailable(
+                    f"{self.server.uri}: unexpected message id {m.message_id}"))
+            return
+        self._answered = True
+        op = m.op
+        if op != self._expect:
+            if op == proto.SEARCH_RESULT_ENTRY and self._expect == proto.SEARCH_RESULT_DONE:
+                self.entries.append(m)
+            elif op not in (proto.SEARCH_RESULT_REFERENCE, proto.INTERMEDIATE_RESPONSE):
+                self._drop(LdapUnavailable(
+                    f"{self.server.uri}: unexpected response 0x{op:02x} to {self._opname}"))
+            return
+        waiter = self._waiter
+        self._waiter = None
+        if not waiter.done():
+            waiter.set_result(m)
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        if self._waiter is None or self.closed:
+            return
+        if self.loop.time() >= self._deadline:
+            self._drop(LdapTimeout(
+                f"{self.server.uri}: no answer to {self._opname} within {self._op_timeout:g}s"))
+        else:
+            self._timer = self.loop.call_at(self._deadline, self._check_deadline)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fail(self, exc: LdapError) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_exception(exc)
+
+    def _drop(self, exc: LdapError) -> None:
+        self.closed = True
+        self._fail(exc)
+        self._stop_timer()
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class _Pool:
+    """At most `size` connections in use; waiters are served first come, first served.
+
+    A released connection is handed straight to the oldest waiter (no wake-up
+    race, no re-check); `used` counts slots, including ones whose connection is
+    still being opened.
+    """
+
+    __slots__ = ("idle", "name", "size", "used", "waiters")
+
+    def __init__(self, name: str, size: int) -> None:
+        self.name = name
+        self.size = size
+        self.used = 0
+        self.idle: deque[_Connection] = deque()
+        self.waiters: deque[asyncio.Future[_Connection | None]] = deque()
+
+
+def _expire_waiter(fut: asyncio.Future[_Connection | None], pool: _Pool, timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(LdapTimeout(
+            f"no free LDAP {pool.name} connection within {timeout:g}s (all {pool.size} busy: "
+            f"throughput is at most pool_size / directory latency; raise pool_size)"))
+
+
+class AsyncLdapClient(LdapClient):
+    """The default `LdapClient`: pure asyncio, pooled persistent connections.
+
+    Errors follow the contract: a bind answered with any code other than
+    UNAVAILABLE_CODES is an `LdapResult`; connection trouble, TLS failures and
+    an unusable service account are `LdapUnavailable`; no answer in time is
+    `LdapTimeout`. Messages name the server URI and result code, never a
+    password or request.
+    """
+
+    def __init__(self, settings: ServerSettings, *, down_for: float = DOWN_FOR) -> None:
+        super().__init__(settings)
+        if not settings.uris:
+            raise ValueError("no LDAP server URIs configured")
+        if settings.pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        self._servers = [_parse_uri(u, settings.tls) for u in settings.uris]
+        self.down_for = down_for
+        self._down: dict[str, tuple[float, str, bool]] = {}  # uri -> (until, reason, timeout)
+        self._bind_pool = _Pool("bind", settings.pool_size)
+        self._search_pool = _Pool("search", settings.pool_size)
+        self._conns: set[_Connection] = set()
+        self._ssl: ssl.SSLContext | None = None
+        self._closed = False
+        self._time_limit = max(1, math.ceil(settings.timeout))
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        """No network I/O: connections open on first use, so a down directory cannot stop us."""
+        self._closed = False
+
+    async def close(self) -> None:
+        self._closed = True
+        for pool in (self._bind_pool, self._search_pool):
+            pool.idle.clear()
+            while pool.waiters:
+                fut = pool.waiters.popleft()
+                if not fut.done():
+                    fut.set_exception(LdapUnavailable("LDAP client is closed"))
+        conns = list(self._conns)
+        self._conns.clear()
+        for conn in conns:
+            conn.close()
+        if conns:
+            await asyncio.sleep(0)  # let the transports flush the unbinds
+
+    # ---- operations -------------------------------------------------------------------------
+    async def bind(self, dn: str, password: str) -> LdapResult:
+        if not password:
+            raise ValueError("empty password refused: it would be an unauthenticated bind")
+        try:
+            name_b, password_b = dn.encode(), password.encode()
+        except UnicodeEncodeError:
+            raise ValueError("bind DN or password is not valid Unicode") from None
+        pool = self._bind_pool
+        conn = await self._acquire(pool)
+        try:
+            message, conn = await self._request(
+                pool, conn, lambda mid: proto.encode_bind_request(mid, name_b, password_b),
+                proto.BIND_RESPONSE, "bind")
+            result = message.result
+            assert result is not None
+            if result.code in UNAVAILABLE_CODES:
+                conn.abort()
+                raise LdapUnavailable(f"{conn.server.uri}: bind answered with result "
+                                      f"{result.code} ({result.message})")
+            # a failed bind leaves the connection anonymous already (RFC 4511 4.2.1)
+            conn.bound_as_user = result.code == 0 and self.settings.reset_after_bind
+            return result
+        finally:
+            self._release(pool, conn)
+
+    async def search(
+        self,
+        base: str,
+        scope: Scope,
+        filter: str,
+        attributes: Sequence[str],
+        *,
+        size_limit: int = 0,
+    ) -> list[Entry]:
+        compiled = proto.compile_filter(filter)  # ValueErrors before any I/O
+        attrs = list(attributes)
+        scope_value = int(Scope(scope))
+        if not 0 <= size_limit <= proto.MAX_MESSAGE_ID:
+            raise ValueError(f"size_limit out of range: {size_limit}")
+        pool = self._search_pool
+        conn = await self._acquire(pool)
+        try:
+            message, conn = await self._request(
+                pool, conn,
+                lambda mid: proto.encode_search_request(
+                    mid, base, scope_value, compiled, attrs,
+                    size_limit=size_limit, time_limit=self._time_limit),
+                proto.SEARCH_RESULT_DONE, "search")
+            result = message.result
+            assert result is not None
+            if result.code in UNAVAILABLE_CODES:
+                conn.abort()
+                raise LdapUnavailable(f"{conn.server.uri}: search answered with result "
+                                      f"{result.code} ({result.message})")
+            if result.code not in (0, 4):  # 4 sizeLimitExceeded: what arrived is the answer
+                raise LdapOperationError(result, f"search on {conn.server.uri}")
+            return [_entry(m) for m in conn.entries]
+        finally:
+            if conn is not None:
+                conn.entries = []
+            self._release(pool, conn)
+
+    # ---- pool -------------------------------------------------------------------------------
+    async def _acquire(self, pool: _Pool) -> _Connection | None:
+        """A pool slot and, when one is idle and alive, its connection (None: open one)."""
+        if self._closed:
+            raise LdapUnavailable("LDAP client is closed")
+        waiters = pool.waiters
+        while waiters and waiters[0].done():  # expired or cancelled waiters
+            waiters.popleft()
+        if pool.used < pool.size and not waiters:
+            pool.used += 1
+            return self._idle(pool)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[_Connection | None] = loop.create_future()
+        waiters.append(fut)
+        timeout = self.settings.timeout
+        timer = loop.call_later(timeout, _expire_waiter, fut, pool, timeout)
+        try:
+            conn = await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self._release(pool, fut.result())  # handed a slot as we were cancelled
+            raise
+        finally:
+            timer.cancel()
+        if conn is not None and conn.closed:
+            self._conns.discard(conn)
+            conn = self._idle(pool)
+        return conn
+
+    def _idle(self, pool: _Pool) -> _Connection | None:
+        idle = pool.idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+            self._conns.discard(conn)
+        return None
+
+    def _release(self, pool: _Pool, conn: _Connection | None) -> None:
+        """Give the slot (and `conn` when it is healthy) to the oldest waiter, or back.
+
+        A connection still bound as a user may go straight to a waiting bind,
+        which replaces that identity at once; it is never put idle before an
+        anonymous rebind. Under load the reset round trip is thus mostly saved.
+        """
+        if conn is not None and (conn.closed or self._closed):
+            self._conns.discard(conn)
+            if not conn.closed:
+                conn.close()
+            conn = None
+        waiters = pool.waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(conn if conn is not None else self._idle(pool))
+                return
+        if conn is not None and conn.bound_as_user:
+            self._reset_then_release(pool, conn)
+            return
+        pool.used -= 1
+        if conn is not None:
+            pool.idle.append(conn)
+
+    def _reset_then_release(self, pool: _Pool, conn: _Connection) -> None:
+        """Anonymous rebind in the background; the slot comes back when it is answered.
+
+        The caller has its result already: the reset costs the pool one round
+        trip of occupancy, not the user any latency.
+        """
+        conn.bound_as_user = False
+        mid = conn.take_id()
+        try:
+            waiter = conn.send(mid, proto.encode_bind_request(mid, "", b""), proto.BIND_RESPONSE,
+                               "anonymous rebind")
+        except LdapError:
+            self._release(pool, conn)  # closed: discarded
+            return
+
+        def done(fut: asyncio.Future[proto.LdapMessage]) -> None:
+            ok = False
+            if not fut.cancelled() and fut.exception() is None:
+                result = fut.result().result
+                ok = result is not None and result.code == 0
+            if not ok and not conn.closed:
+                logger.warning("LDAP %s: anonymous rebind failed; connection discarded",
+                               conn.server.uri)
+                conn.abort()
+            self._release(pool, conn)
+
+        waiter.add_done_callback(done)
+
+    async def _request(self, pool: _Pool, conn: _Connection | None, encode: _Encoder,
+                       expect: int, opname: str) -> tuple[proto.LdapMessage, _Connection]:
+        """Send on `conn` (or a new connection) and wait; one retry for a stale pooled one."""
+        for attempt in (0, 1):
+            reused = conn is not None
+            if conn is None:
+                conn = await self._open(pool)
+            try:
+                mid = conn.take_id()
+                return await conn.send(mid, encode(mid), expect, opname), conn
+            except _Dropped as exc:
+                self._conns.discard(conn)
+                conn = None
+                if not (reused and not exc.answered and attempt == 0):
+                    raise
+                logger.debug("LDAP %s: pooled connection was dead (%s); retrying once", pool.name,
+                             exc)
+            except BaseException:
+                if not conn.closed:
+                    # cancelled (or failed to encode) with the request possibly sent: its
+                    # answer could still come and must not meet the next request
+                    conn.abort()
+                self._conns.discard(conn)
+                raise
+        raise AssertionError("unreachable")
+
+    async def _call(self, conn: _Connection, encode: _Encoder, expect: int,
+                    opname: str) -> proto.LdapMessage:
+        """One request on a connection being set up (no pool, no retry)."""
+        mid = conn.take_id()
+        return await conn.send(mid, encode(mid), expect, opname)
+
+    # ---- connecting -------------------------------------------------------------------------
+    async def _open(self, pool: _Pool) -> _Connection:
+        """A new connection (service-bound for the search pool), trying servers in order."""
+        if self._closed:
+            raise LdapUnavailable("LDAP client is closed")
+        loop = asyncio.get_running_loop()
+        failures: list[str] = []
+        all_timeouts = True
+        tried = 0
+        for server in self._servers:
+            down = self._down.get(server.uri)
+            now = loop.time()
+            if down is not None and down[0] > now:
+                failures.append(f"{server.uri} ({down[1]}; skipped for {down[0] - now:.1f}s)")
+                all_timeouts = all_timeouts and down[2]
+                continue
+            tried += 1
+            try:
+                conn = await self._connect(loop, server)
+                try:
+                    if pool is self._search_pool and self.settings.service_dn:
+                        await self._service_bind(conn)
+                except BaseException:
+                    conn.abort()
+                    raise
+            except _SetupFailed as exc:
+                self._mark_down(loop, server, exc)
+                failures.append(f"{server.uri} ({exc.reason})")
+                all_timeouts = all_timeouts and exc.timeout
+                continue
+            if self._closed:
+                conn.abort()
+                raise LdapUnavailable("LDAP client is closed")
+            if down is not None:
+                self._down.pop(server.uri, None)
+                logger.info("LDAP server %s is reachable again", server.uri)
+            self._conns.add(conn)
+            return conn
+        error = LdapTimeout if (tried and all_timeouts) else LdapUnavailable
+        raise error("no LDAP server available: " + "; ".join(failures))
+
+    def _mark_down(self, loop: asyncio.AbstractEventLoop, server: _Server,
+                   exc: _SetupFailed) -> None:
+        if server.uri not in self._down:
+            logger.warning("LDAP server %s failed (%s); skipping it for %gs", server.uri,
+                           exc.reason, self.down_for)
+        self._down[server.uri] = (loop.time() + self.down_for, exc.reason, exc.timeout)
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            ctx = ssl.create_default_context(cafile=self.settings.ca_file)
+            if not self.settings.verify:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            self._ssl = ctx
+        return self._ssl
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, server: _Server) -> _Connection:
+        """TCP, then TLS (LDAPS) or StartTLS as configured; bounded by connect_timeout."""
+        settings = self.settings
+        limit = settings.connect_timeout
+        conn = _Connection(server, loop, settings.timeout)
+        starttls = not server.ldaps and settings.tls is TlsMode.STARTTLS
+        tls_name = settings.tls_name or server.host
+        try:
+            ctx = self._ssl_context() if (server.ldaps or starttls) else None
+            async with asyncio.timeout(limit):
+                if server.ldaps:
+                    await loop.create_connection(lambda: conn, server.host, server.port, ssl=ctx,
+                                                 server_hostname=tls_name,
+                                                 ssl_handshake_timeout=limit)
+                else:
+                    await loop.create_connection(lambda: conn, server.host, server.port)
+                if starttls:
+                    assert ctx is not None
+                    await self._starttls(loop, conn, ctx, tls_name, limit)
+        except TimeoutError:
+            conn.abort()
+            raise _SetupFailed(f"no connection within {limit:g}s", timeout=True) from None
+        except ssl.SSLCertVerificationError as exc:
+            conn.abort()
+            raise _SetupFailed(f"TLS: certificate verify failed: {exc.verify_message}") from None
+        except ssl.SSLError as exc:
+            conn.abort()
+            raise _SetupFailed(f"TLS handshake failed: {exc.reason or exc}") from None
+        except OSError as exc:
+            conn.abort()
+            why = exc.strerror or str(exc) or type(exc).__name__
+            in_tls = (server.ldaps or starttls) and isinstance(
+                exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError))
+            raise _SetupFailed(f"{'TLS handshake' if in_tls else 'connect'} failed: {why}") \
+                from None
+        except LdapTimeout as exc:
+            conn.abort()
+            raise _SetupFailed(str(exc), timeout=True) from None
+        except LdapError as exc:
+            conn.abort()
+            raise _SetupFailed(str(exc)) from None
+        except BaseException:
+            conn.abort()
+            raise
+        return conn
+
+    @staticmethod
+    async def _starttls(loop: asyncio.AbstractEventLoop, conn: _Connection,
+                        ctx: ssl.SSLContext, tls_name: str, limit: float) -> None:
+        mid = conn.take_id()
+        reply = await conn.send(mid, proto.encode_starttls_request(mid), proto.EXTENDED_RESPONSE,
+                                "StartTLS", timeout=limit)
+        result = reply.result
+        assert result is not None
+        if result.code != 0:
+            raise _SetupFailed(f"StartTLS refused (result {result.code}: {result.message})")
+        if conn.decoder.buffered or conn.transport is None:
+            raise _SetupFailed("unexpected data after the StartTLS response")
+        transport = await loop.start_tls(conn.transport, conn, ctx, server_hostname=tls_name,
+                                         ssl_handshake_timeout=limit)
+        if transport is None:
+            raise _SetupFailed("TLS could not be started")
+        conn.transport = transport  # type: ignore[assignment]
+
+    async def _service_bind(self, conn: _Connection) -> None:
+        """Bind a new search connection as the service account (again after every reconnect)."""
+        settings = self.settings
+        uri = conn.server.uri
+        if not settings.service_password:
+            raise LdapUnavailable(f"service account for {uri} has no password configured")
+        try:
+            reply = await self._call(
+                conn, lambda mid: proto.encode_bind_request(
+                    mid, settings.service_dn or "", settings.service_password or ""),
+                proto.BIND_RESPONSE, "service bind")
+        except LdapTimeout as exc:
+            raise _SetupFailed(str(exc), timeout=True) from None
+        except LdapUnavailable as exc:
+            raise _SetupFailed(str(exc)) from None
+        result = reply.result
+        assert result is not None
+        if result.code == 0:
+            return
+        if result.code in UNAVAILABLE_CODES:
+            raise _SetupFailed(f"service bind answered with result {result.code} "
+                               f"({result.message})")
+        what = "invalid credentials" if result.code == INVALID_CREDENTIALS else "refused"
+        detail = f": {result.message}" if result.message else ""
+        raise LdapUnavailable(f"service account rejected by {uri} ({what}, result "
+                              f"{result.code}{detail})")
+
+
+def _entry(m: proto.LdapMessage) -> Entry:
+    attrs: dict[str, list[bytes]] = {}
+    for name, values in m.attributes or ():
+        key = name.lower()
+        if key in attrs:
+            attrs[key].extend(values)
+        else:
+            attrs[key] = values
+    return Entry(m.dn, attrs)
+

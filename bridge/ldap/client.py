@@ -1,0 +1,132 @@
+"""The LDAP operations the gateway needs, and what can go wrong with them.
+
+Only three things are ever asked of a directory: a simple bind (is this
+password right?), a search as the service account (find the user, check a
+group, read attributes) and StartTLS/LDAPS around both. Keeping the contract
+this small lets the wire implementation be chosen for speed (see aio.py and
+threaded.py) without touching the authenticator or the account source.
+
+Errors: a bind that the server answers — with success or with any result
+code — is a `LdapResult`, not an exception (wrong password is result 49).
+Exceptions are for infrastructure: `LdapUnavailable` (refused, reset, TLS
+failure, busy/unavailable result codes, every server down) and `LdapTimeout`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+INVALID_CREDENTIALS = 49
+# Result codes that mean "the directory cannot answer now": the 5xx path, never a 401.
+# timeLimitExceeded, adminLimitExceeded, busy, unavailable, other
+UNAVAILABLE_CODES = frozenset({3, 11, 51, 52, 80})
+
+
+class Scope(enum.IntEnum):
+    BASE = 0
+    ONELEVEL = 1
+    SUBTREE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class LdapResult:
+    code: int
+    message: str = ""
+    matched_dn: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One search result entry. Attribute names are lower-cased; values stay bytes."""
+
+    dn: str
+    attributes: dict[str, list[bytes]] = field(default_factory=dict)
+
+    def values(self, name: str) -> list[bytes]:
+        return self.attributes.get(name.lower(), [])
+
+
+class LdapError(Exception):
+    """A directory problem; the message names the server, never a password."""
+
+
+class LdapUnavailable(LdapError):
+    pass
+
+
+class LdapTimeout(LdapError):
+    pass
+
+
+class LdapOperationError(LdapError):
+    """The server answered an operation with an unexpected result code."""
+
+    def __init__(self, result: LdapResult, operation: str) -> None:
+        super().__init__(f"{operation} failed with result {result.code}: {result.message}")
+        self.result = result
+
+
+class TlsMode(enum.Enum):
+    NONE = "none"          # ldap:// without StartTLS (refused to non-loopback hosts by default)
+    STARTTLS = "starttls"  # ldap:// then the StartTLS extended operation
+    LDAPS = "ldaps"        # ldaps://, TLS from the first byte
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    uris: Sequence[str]                 # tried in order: failover
+    tls: TlsMode = TlsMode.STARTTLS     # for ldap:// URIs; ldaps:// URIs always use LDAPS
+    ca_file: str | None = None          # None: the system's CA store
+    verify: bool = True                 # certificate and host name verification
+    tls_name: str | None = None         # name to check the certificate against (default: host)
+    connect_timeout: float = 3.0
+    timeout: float = 5.0                # per operation
+    pool_size: int = 8                  # persistent connections per pool and worker
+    service_dn: str | None = None       # for searches; None: anonymous searches
+    service_password: str | None = field(default=None, repr=False)
+    reset_after_bind: bool = True       # rebind anonymously so no connection stays bound as a user
+
+
+class LdapClient:
+    """Implementations: aio.AsyncLdapClient (default), threaded.Ldap3Client."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+
+    async def start(self) -> None:
+        """Open nothing yet or a first connection; must not fail when the directory is down."""
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+
+    async def bind(self, dn: str, password: str) -> LdapResult:
+        """Simple bind as a user on a connection reserved for binds.
+
+        Refuses an empty password (ValueError): an empty-password bind is an
+        unauthenticated bind that many servers report as success.
+        """
+        raise NotImplementedError
+
+    async def search(
+        self,
+        base: str,
+        scope: Scope,
+        filter: str,
+        attributes: Sequence[str],
+        *,
+        size_limit: int = 0,
+    ) -> list[Entry]:
+        """Search as the service account; continuation references are skipped.
+
+        `filter` is an RFC 4515 string whose user-supplied parts the caller has
+        already escaped. Result 4 (sizeLimitExceeded) returns what arrived;
+        other non-zero results raise LdapOperationError (or LdapUnavailable for
+        UNAVAILABLE_CODES).
+        """
+        raise NotImplementedError

@@ -1,0 +1,129 @@
+"""Putting what a phone typed into a DN or a filter without changing its meaning.
+
+Both escapers escape more than the RFCs require, never less: any octet may be
+written as a backslash and two hex digits. The DN form is the one slapd
+prints (`\\2C`), so a DN built here compares equal to one it returns. Leading
+and trailing spaces are escaped in filters too: ldap3's filter parser strips
+them otherwise, and both clients must send the same bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+
+_FILTER_SPECIAL = frozenset("\\*()\x00")
+_DN_SPECIAL = frozenset('"+,;<>\\=\x00')
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_]+)\}")
+_AD_DATA = re.compile(r"\bdata ([0-9a-fA-F]+)")
+
+
+def _hex(ch: str) -> str:
+    return "".join(f"\\{b:02X}" for b in ch.encode("utf-8"))
+
+
+def _control(ch: str) -> bool:
+    return ch < " " or ch == "\x7f"
+
+
+def escape_filter_value(value: str) -> str:
+    """RFC 4515 assertion value: `*`, `(`, `)`, `\\`, NUL, controls and edge spaces as \\XX."""
+    last = len(value) - 1
+    return "".join(
+        _hex(ch).lower() if ch in _FILTER_SPECIAL or _control(ch)
+        or (ch == " " and i in (0, last)) else ch
+        for i, ch in enumerate(value))
+
+
+def escape_dn_value(value: str) -> str:
+    """RFC 4514 attribute value: specials, a leading `#` or space, a trailing space as \\XX."""
+    last = len(value) - 1
+    return "".join(
+        _hex(ch) if ch in _DN_SPECIAL or _control(ch)
+        or (i == 0 and ch in "# ") or (i == last and ch == " ") else ch
+        for i, ch in enumerate(value))
+
+
+def fill(template: str, escape: Callable[[str], str] | Mapping[str, Callable[[str], str]],
+         **values: str) -> str:
+    """Replace `{name}` placeholders with escaped values, in one pass; other text stays literal.
+
+    Not str.format: filters and DNs are full of backslashes, and a template
+    must not be able to reach attributes of the values. `escape` may differ
+    per placeholder (a mapping), e.g. a DN taken as it is next to an escaped name.
+    """
+    def replace(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in values:
+            return m.group(0)
+        how = escape if callable(escape) else escape[name]
+        return how(values[name])
+
+    return _PLACEHOLDER.sub(replace, template)
+
+
+def placeholders(template: str) -> set[str]:
+    return set(_PLACEHOLDER.findall(template))
+
+
+def ad_data_code(message: str) -> str | None:
+    """The `data 52e` sub-code of an Active Directory bind failure, lower-cased."""
+    m = _AD_DATA.search(message)
+    return m.group(1).lower() if m else None
+
+
+_DN_ESCAPE = re.compile(r"\\([0-9A-Fa-f]{2})|\\(.)", re.DOTALL)
+
+
+def _unescape_dn_value(raw: str) -> str:
+    def octets(m: re.Match[str]) -> str:
+        if m.group(1):
+            return chr(int(m.group(1), 16))  # one octet, as a latin-1 placeholder
+        return m.group(2).encode().decode("latin-1")
+
+    text = _DN_ESCAPE.sub(octets, raw.encode().decode("latin-1"))
+    return text.encode("latin-1").decode("utf-8", "replace")
+
+
+def _split(text: str, sep: str) -> list[str]:
+    """Split on `sep` where it is not escaped by a backslash."""
+    parts, start, i = [], 0, 0
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == sep:
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    parts.append(text[start:])
+    return parts
+
+
+def parse_dn(dn: str) -> list[list[tuple[str, str]]]:
+    """RDNs as lists of (attribute type, unescaped value); `\\2C` and `\\,` give the same."""
+    rdns = []
+    for rdn in _split(dn, ","):
+        avas = []
+        for ava in _split(rdn, "+"):
+            name, _, value = ava.partition("=")
+            avas.append((name.strip(), _unescape_dn_value(value.strip())))
+        rdns.append(avas)
+    return rdns
+
+
+def dn_key(dn: str) -> tuple[tuple[tuple[str, str], ...], ...]:
+    """A comparable form of a DN: types and values case-folded, escapes resolved.
+
+    Good enough to compare group DNs written by an operator with those a
+    server returns (both case-insensitive in practice); not a full RFC 4517
+    distinguishedNameMatch.
+    """
+    return tuple(tuple(sorted((t.casefold(), v.casefold()) for t, v in rdn))
+                 for rdn in parse_dn(dn) if rdn != [("", "")])
+
+
+def rdn_value(dn: str) -> str:
+    """The value of the first RDN: the group's name in `cn=voip,ou=groups,...`."""
+    rdns = parse_dn(dn)
+    return rdns[0][0][1] if rdns and rdns[0] else ""

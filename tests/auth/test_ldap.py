@@ -1,0 +1,545 @@
+"""The LDAP authenticator against a real slapd, with both LDAP clients.
+
+Escaping is asserted twice: on the exact filter/DN built from a hostile name,
+and on what the directory answers to it. Failures are asserted by class:
+an outage must never look like a wrong password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from bridge.auth import build_authenticator
+from bridge.auth.ldap import LdapAuthenticator, account_refusal
+from bridge.config import Section
+from bridge.errors import InternalError, NotPermitted, UpstreamTimeout, UpstreamUnavailable
+from bridge.ldap.client import Entry, Scope
+from bridge.ldap.config import default_client, text_value
+from bridge.ldap.escape import (
+    ad_data_code,
+    dn_key,
+    escape_dn_value,
+    escape_filter_value,
+    fill,
+    parse_dn,
+    rdn_value,
+)
+from bridge.models import Credentials, Identity
+from tests.conftest import unavailable
+from tests.ldap import slapd as slapd_mod
+from tests.ldap.slapd import (
+    GROUPS,
+    GROUPS_DN,
+    PEOPLE_DN,
+    SERVICE_DN,
+    SERVICE_PASSWORD,
+    USERS,
+    Slapd,
+    bind_count,
+    bound_as,
+)
+
+pytestmark = pytest.mark.slow
+
+AIO = importlib.util.find_spec("bridge.ldap.aio") is not None
+CLIENTS = [pytest.param("asyncio", marks=pytest.mark.skipif(
+               not AIO, reason="bridge.ldap.aio is not there yet")), "ldap3"]
+SEARCH = {"base": PEOPLE_DN, "filter": "(&(objectClass=inetOrgPerson)(uid={username}))"}
+ATTRIBUTES = {"displayName": "displayName", "extension": "telephoneNumber", "mail": "mail"}
+ALICE = USERS["alice"]
+# What a user might type to widen a search or change a DN; none of these is a seeded uid.
+HOSTILE = ["*", ")(uid=*", "*)(uid=*))(|(uid=*", "\\", "\\2a", "\x00", "alice\x00", ",", "+",
+           "=", "#", "alice,ou=people", "uid=alice", "alice)", "(alice", "al*ce", "*alice*",
+           "alice)(objectClass=*", "ünï€ode*"]
+
+
+@pytest.fixture(params=CLIENTS)
+def client(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def table(server: Slapd, client: str, *, ldaps: bool = True, **extra: Any) -> dict[str, Any]:
+    """An [auth] table for `server`: LDAPS (or StartTLS), the service account, search-then-bind."""
+    cfg: dict[str, Any] = {
+        "type": "ldap", "client": client,
+        "uri": server.ldaps_uri if ldaps else server.uri,
+        "ca_file": str(server.ca_file), "tls_name": server.tls_name,
+        "bind_dn": SERVICE_DN, "bind_password": SERVICE_PASSWORD,
+        "connect_timeout": 2, "timeout": 2, "threads": 8,
+        "user_search": dict(SEARCH), "username_attribute": "uid",
+        "attributes": dict(ATTRIBUTES),
+    }
+    cfg.update(extra)
+    return {k: v for k, v in cfg.items() if v is not None}
+
+
+def problems(cfg: dict[str, Any]) -> list[str]:
+    section = Section(cfg, "auth", [], Path.cwd())
+    build_authenticator(section)
+    return section.problems
+
+
+def make(cfg: dict[str, Any]) -> LdapAuthenticator:
+    section = Section(cfg, "auth", [], Path.cwd())
+    auth = build_authenticator(section)
+    assert section.problems == []
+    assert isinstance(auth, LdapAuthenticator)
+    return auth
+
+
+@contextlib.asynccontextmanager
+async def running(cfg: dict[str, Any]) -> AsyncIterator[LdapAuthenticator]:
+    auth = make(cfg)
+    await auth.start()
+    try:
+        yield auth
+    finally:
+        await auth.close()
+
+
+async def login(auth: LdapAuthenticator, username: str, password: str) -> Identity | None:
+    return await auth.authenticate(Credentials(username, password))
+
+
+# -- cn=Monitor: counting binds and seeing who each connection is bound as -----------------
+
+
+@pytest.fixture
+def monitored_slapd(tmp_path: Path) -> Iterator[Slapd]:
+    if reason := slapd_mod.missing():
+        unavailable(f"OpenLDAP fixture unavailable: {reason}")
+    server = Slapd(tmp_path / "slapd", with_monitor=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# -- configuration -----------------------------------------------------------------------
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    found = problems({
+        "type": "ldap", "client": "openldap", "uri": ["ldap://ldap.example.org", "http://x"],
+        "tls": "none", "ca_file": str(tmp_path / "missing.pem"), "timeout": 0,
+        "bind_dn": "cn=gw,dc=example,dc=org",
+        "user_search": {"base": PEOPLE_DN, "scope": "deep", "filter": "uid={username}"},
+        "user_dn": "uid=alice,{user}", "attributes": {"username": "uid", "x": "not an attr!"},
+        "groups": {"membership": ["member", "nested"], "required": ["voip"]},
+        "colour": "blue",
+    })
+    text = "\n".join(found)
+    for needle in ["'auth.client'", "'auth.uri'", "http://x", "'auth.tls'", "clear text",
+                   "'auth.ca_file': file not found", "'auth.timeout'", "'auth.bind_password'",
+                   "'auth.user_search.scope'", "'auth.user_search.filter'", "parentheses",
+                   "'auth.user_dn'", "{user}", "'auth.attributes.username'",
+                   "'auth.attributes.x'", "'auth.groups.membership'", "'auth.groups.base'",
+                   "'auth.colour': unknown key"]:
+        assert needle in text, f"{needle} missing from:\n{text}"
+
+
+def test_a_broken_table_is_reported_not_crashed_on(tmp_path: Path) -> None:
+    assert {"Config value 'auth.uri': is required",
+            "Config value 'auth.user_search': give one of user_dn, user_upn or [user_search] to "
+            "say how a login name becomes a directory entry"} <= set(problems({"type": "ldap"}))
+    (tmp_path / "not-a-ca.pem").write_text("hello\n")
+    for client in ("asyncio", "ldap3"):
+        found = "\n".join(problems({
+            "type": "ldap", "client": client, "uri": "ldaps://ldap.example.org",
+            "ca_file": str(tmp_path / "not-a-ca.pem"), "user_dn": "{username}"}))
+        assert "is not a readable PEM CA certificate" in found
+        assert "'auth.user_dn': '{username}' is not a DN template" in found
+
+
+@pytest.mark.parametrize(("uri", "extra", "refused"), [
+    ("ldap://ldap.example.org", {"tls": "none"}, True),
+    ("ldap://10.1.2.3:389", {"tls": "none"}, True),
+    ("ldap://ldap.example.org", {"tls": "none", "allow_cleartext": True}, False),
+    ("ldap://127.0.0.1:3890", {"tls": "none"}, False),
+    ("ldap://[::1]:3890", {"tls": "none"}, False),
+    ("ldap://localhost", {"tls": "none"}, False),
+    ("ldap://ldap.example.org", {}, False),       # StartTLS is the default
+    ("ldaps://ldap.example.org", {"tls": "none"}, False),
+])
+def test_cleartext_binds_to_remote_servers_are_refused(uri: str, extra: dict[str, Any],
+                                                       refused: bool) -> None:
+    cfg = {"type": "ldap", "client": "ldap3", "uri": uri, "user_dn": "uid={username},o=x",
+           **extra}
+    found = problems(cfg)
+    assert any("clear text" in p for p in found) is refused, found
+
+
+def test_service_password_from_env_and_file(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    base = {"type": "ldap", "client": "ldap3", "uri": "ldaps://ldap.example.org",
+            "user_dn": "uid={username},o=x", "bind_dn": SERVICE_DN}
+    monkeypatch.setenv("ZB_TEST_LDAP_PASSWORD", "from-env")
+    (tmp_path / "pw").write_text("from-file\n")
+    env = make({**base, "bind_password_env": "ZB_TEST_LDAP_PASSWORD"})
+    assert env.directory.server.service_password == "from-env"
+    file = make({**base, "bind_password_file": str(tmp_path / "pw")})
+    assert file.directory.server.service_password == "from-file"
+    assert "from-file" not in repr(file.directory.server)
+    assert any("bind_password" in p for p in problems(base))
+    assert any("must not be empty" in p for p in problems({**base, "bind_password": ""}))
+    assert any("give only one" in p for p in problems(
+        {**base, "bind_password": "x", "bind_password_env": "ZB_TEST_LDAP_PASSWORD"}))
+
+
+def test_one_way_to_find_the_user() -> None:
+    base = {"type": "ldap", "client": "ldap3", "uri": "ldaps://ldap.example.org"}
+    assert any("give one of user_dn" in p for p in problems(base))
+    assert any("not both" in p for p in problems(
+        {**base, "user_dn": "uid={username},o=x", "user_upn": "{username}@example.test"}))
+    assert any("user_upn" in p for p in problems({**base, "user_upn": "{username}"}))
+    assert any("needs [user_search]" in p for p in problems(
+        {**base, "user_upn": "{username}@example.test", "attributes": {"mail": "mail"}}))
+    assert problems({**base, "user_upn": "{username}@example.test"}) == []
+
+
+def test_default_client_is_asyncio_when_available() -> None:
+    assert default_client() == ("asyncio" if AIO else "ldap3")
+
+
+# -- escaping, at the unit level (the core refuses NUL and controls with a 400 anyway) --------
+
+
+@pytest.mark.parametrize(("typed", "value"), [
+    ("*", "\\2a"), (")(uid=*", "\\29\\28uid=\\2a"), ("\\", "\\5c"), ("\x00", "\\00"),
+    ("a\x01b", "a\\01b"), (",", ","), ("+", "+"), ("=", "="), ("#", "#"),
+    (" alice", "\\20alice"), ("alice ", "alice\\20"), ("a b", "a b"), ("zoë", "zoë"),
+    ("\\2a", "\\5c2a"),
+])
+def test_filter_values_are_escaped(typed: str, value: str) -> None:
+    assert escape_filter_value(typed) == value
+    assert fill("(&(objectClass=person)(uid={username}))", escape_filter_value,
+                username=typed) == f"(&(objectClass=person)(uid={value}))"
+
+
+@pytest.mark.parametrize(("typed", "value"), [
+    (",", "\\2C"), ("+", "\\2B"), ("=", "\\3D"), ("#ops", "\\23ops"), ("a#", "a#"),
+    (" alice", "\\20alice"), ("alice ", "alice\\20"), ("a b", "a b"), ("\\", "\\5C"),
+    ("\x00", "\\00"), ('"<>;', "\\22\\3C\\3E\\3B"), ("zoë", "zoë"), ("*", "*"),
+    ("alice,ou=admins", "alice\\2Cou\\3Dadmins"),
+])
+def test_dn_values_are_escaped_and_never_change_the_dn(typed: str, value: str) -> None:
+    dn = fill("uid={username},ou=people,dc=example,dc=org", escape_dn_value, username=typed)
+    assert dn == f"uid={value},ou=people,dc=example,dc=org"
+    rdns = parse_dn(dn)
+    assert len(rdns) == 4 and rdns[0] == [("uid", typed)]
+    assert rdns[1:] == parse_dn(PEOPLE_DN)
+
+
+def test_the_escaped_dn_is_the_one_slapd_prints() -> None:
+    for user in USERS.values():
+        if not user.rdn:
+            assert fill("uid={username}," + PEOPLE_DN, escape_dn_value,
+                        username=user.uid) == user.dn
+
+
+def test_dn_comparison_and_names() -> None:
+    assert dn_key("CN=Voip, OU=Groups,dc=example,dc=org") == dn_key(GROUPS["voip"].dn)
+    assert dn_key(r"cn=a\2Cb,o=x") == dn_key(r"cn=a\,b,o=x") != dn_key("cn=a,cn=b,o=x")
+    assert rdn_value(r"CN=Zoë O'Brien\, Jr. (\#1\+2),CN=Users,DC=example,DC=test") == \
+        "Zoë O'Brien, Jr. (#1+2)"
+    assert ad_data_code("80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext "
+                        "error, data 52e, v1db1") == "52e"
+    assert ad_data_code("invalidCredentials") is None
+
+
+def test_directory_values_become_text_deliberately() -> None:
+    assert text_value("displayName", "Zoë".encode()) == "Zoë"
+    assert text_value("description", b"\xff\xfe\x00") == "fffe00"          # not UTF-8: hex
+    assert text_value("description", b"\xff\xfe\x00", "base64") == "//4A"
+    assert text_value("description", b"a\x00b") == "610062"                 # NUL: not text
+    guid = b"0123456789abcdef"  # valid ASCII, but objectGUID is binary by definition
+    assert text_value("objectGUID", guid) == guid.hex()
+    assert text_value("userCertificate;binary", b"x") == "78"
+
+
+def test_disabled_and_expired_entries_are_refused() -> None:
+    def entry(**attrs: str) -> Entry:
+        return Entry("CN=x,DC=example,DC=test",
+                     {k.lower(): [v.encode()] for k, v in attrs.items()})
+
+    now = time.time()
+    filetime = int(now * 10_000_000) + 116444736000000000
+    account_refusal(entry(userAccountControl="512", accountExpires="0"), "x")
+    account_refusal(entry(accountExpires=str(0x7FFFFFFFFFFFFFFF)), "x")
+    account_refusal(entry(accountExpires=str(filetime + 3600 * 10_000_000)), "x")
+    account_refusal(entry(), "x")  # OpenLDAP: neither attribute
+    with pytest.raises(NotPermitted, match="disabled"):
+        account_refusal(entry(userAccountControl="514"), "x")
+    with pytest.raises(NotPermitted, match="expired"):
+        account_refusal(entry(accountExpires=str(filetime - 10_000_000)), "x")
+
+
+# -- finding the user and checking the password --------------------------------------------
+
+
+async def test_search_then_bind_reads_the_entry(slapd: Slapd, client: str) -> None:
+    async with running(table(slapd, client)) as auth:
+        identity = await login(auth, "alice", ALICE.password)
+    assert identity is not None
+    assert identity.username == "alice"
+    assert dict(identity.attributes) == {
+        "dn": ALICE.dn, "displayName": "Alice Liddell", "extension": "101",
+        "mail": "alice@example.org"}
+
+
+@pytest.mark.parametrize("ldaps", [True, False], ids=["ldaps", "starttls"])
+async def test_wrong_password_and_unknown_users_are_none(slapd: Slapd, client: str,
+                                                         ldaps: bool) -> None:
+    async with running(table(slapd, client, ldaps=ldaps)) as auth:
+        assert await login(auth, "alice", ALICE.password) is not None
+        assert await login(auth, "alice", "not-her-password") is None
+        assert await login(auth, "nobody", ALICE.password) is None
+        assert await login(auth, "nopass", "anything") is None       # no userPassword
+        assert await login(auth, "ALICE", ALICE.password) is not None  # directory rules
+        assert (await login(auth, "ALICE", ALICE.password)).username == "alice"
+
+
+async def test_empty_password_never_reaches_a_bind(slapd: Slapd, client: str) -> None:
+    async with running(table(slapd, client)) as auth:
+        assert await login(auth, "alice", "") is None
+        assert await login(auth, "", "x") is None
+        with pytest.raises(ValueError, match="empty password"):
+            await auth.client.bind(ALICE.dn, "")
+
+
+@pytest.mark.parametrize("mode", ["search", "dn"])
+@pytest.mark.parametrize("uid", ["#ops+dev,team=1", "zoë", "o'brien", "dave"])
+async def test_special_names_log_in(slapd: Slapd, client: str, mode: str, uid: str) -> None:
+    extra = {"user_dn": "uid={username}," + PEOPLE_DN} if mode == "dn" else {}
+    async with running(table(slapd, client, **extra)) as auth:
+        identity = await login(auth, uid, USERS[uid].password)
+        assert identity is not None and identity.username == uid
+        assert identity.attributes["dn"] == USERS[uid].dn
+        assert await login(auth, uid, USERS[uid].password + "x") is None
+
+
+async def test_hostile_names_never_widen_a_search(slapd: Slapd, client: str) -> None:
+    async with running(table(slapd, client)) as auth:
+        for typed in HOSTILE:
+            flt = fill(SEARCH["filter"], escape_filter_value, username=typed)
+            # what the directory answers to the filter actually built: nobody
+            found = await auth.client.search(PEOPLE_DN, Scope.SUBTREE, flt, ["uid"])
+            assert found == [], (typed, flt)
+            for password in (ALICE.password, "*"):
+                assert await login(auth, typed, password) is None, typed
+
+
+async def test_hostile_names_never_change_a_dn(slapd: Slapd, client: str) -> None:
+    template = "uid={username}," + PEOPLE_DN
+    async with running(table(slapd, client, user_dn=template, user_search=None)) as auth:
+        for typed in HOSTILE:
+            dn = fill(template, escape_dn_value, username=typed)
+            assert parse_dn(dn)[0] == [("uid", typed)] and len(parse_dn(dn)) == 4, dn
+            for password in (ALICE.password, "*"):
+                assert await login(auth, typed, password) is None, typed
+
+
+async def test_edge_spaces_follow_the_directory_matching_rules(slapd: Slapd,
+                                                               client: str) -> None:
+    """' alice' is sent as \\20alice (ldap3 would strip it); slapd ignores edge spaces."""
+    async with running(table(slapd, client)) as auth:
+        found = await auth.client.search(
+            PEOPLE_DN, Scope.SUBTREE, fill(SEARCH["filter"], escape_filter_value,
+                                           username=" alice "), ["uid"])
+        assert [e.dn for e in found] == [ALICE.dn]
+        identity = await login(auth, " alice ", ALICE.password)
+        assert identity is not None and identity.username == "alice"  # canonical
+        assert await login(auth, " alice ", "wrong") is None
+
+
+async def test_several_matches_are_invalid_credentials(slapd: Slapd, client: str) -> None:
+    by_mail = {"base": PEOPLE_DN, "filter": "(mail={username})"}
+    async with running(table(slapd, client, user_search=by_mail)) as auth:
+        assert await login(auth, "twins@example.org", USERS["twin1"].password) is None
+        assert await login(auth, "twins@example.org", USERS["twin2"].password) is None
+        identity = await login(auth, "alice@example.org", ALICE.password)
+        assert identity is not None and identity.username == "alice"
+
+
+async def test_direct_bind_without_a_service_account(slapd: Slapd, client: str) -> None:
+    """A pure DN bind: no search at all, the identity is the name as typed."""
+    cfg = table(slapd, client, user_search=None, user_dn="uid={username}," + PEOPLE_DN,
+                bind_dn=None, bind_password=None, attributes=None, username_attribute=None)
+    async with running(cfg) as auth:
+        assert await login(auth, "alice", ALICE.password) == Identity("alice")
+        assert await login(auth, "alice", "wrong") is None
+        assert await login(auth, "jsmith", USERS["jsmith"].password) is None  # named by cn
+
+
+# -- groups ------------------------------------------------------------------------------
+
+VOIP = GROUPS["voip"].dn
+
+
+@pytest.mark.parametrize(("groups", "uid", "allowed"), [
+    ({"required": [VOIP]}, "alice", True),
+    ({"required": [VOIP]}, "bob", False),
+    ({"required": [VOIP.upper()]}, "dave", True),                 # DNs compare case-blind
+    ({"required": [VOIP]}, "carol", True),                        # via staff: nested
+    ({"required": [VOIP], "nested": False}, "carol", False),
+    ({"required": [VOIP], "max_depth": 1}, "carol", False),
+    ({"required": ["voip"]}, "carol", True),                      # a bare name: the CN
+    ({"required": ["staff", "phones-unique"]}, "carol", True),    # any of
+    ({"required": ["phones-unique"], "membership": "uniqueMember"}, "alice", True),
+    ({"required": ["phones-unique"], "membership": "uniqueMember"}, "dave", False),
+    ({"required": ["phones-unique"], "membership": "member"}, "alice", False),
+    ({"required": ["sipusers"], "membership": "memberUid"}, "alice", True),
+    ({"required": ["sipusers"], "membership": "memberUid"}, "dave", False),
+    ({"required": ["loop-a"]}, "erin", True),                     # a cycle terminates
+    ({"required": ["voip"], "filter": "(objectClass=groupOfUniqueNames)"}, "alice", False),
+])
+async def test_required_groups(slapd: Slapd, client: str, groups: dict[str, Any], uid: str,
+                               allowed: bool) -> None:
+    async with running(table(slapd, client, groups={"base": GROUPS_DN, **groups})) as auth:
+        if allowed:
+            assert await login(auth, uid, USERS[uid].password) is not None
+        else:
+            with pytest.raises(NotPermitted, match="required groups"):
+                await login(auth, uid, USERS[uid].password)
+        # authenticated-but-not-permitted is only ever said to the right password
+        assert await login(auth, uid, "wrong-password") is None
+
+
+async def test_identity_groups_are_every_group_found(slapd: Slapd, client: str) -> None:
+    groups = {"base": GROUPS_DN, "membership": ["member", "uniqueMember", "memberUid"]}
+    async with running(table(slapd, client, groups=groups)) as auth:
+        alice = await login(auth, "alice", ALICE.password)
+        erin = await login(auth, "erin", USERS["erin"].password)
+    assert alice is not None and erin is not None
+    assert alice.groups == {VOIP, GROUPS["phones-unique"].dn, GROUPS["sipusers"].dn}
+    assert erin.groups == {VOIP, GROUPS["loop-a"].dn, GROUPS["loop-b"].dn}
+
+
+async def test_multi_valued_attributes_give_their_first_value(slapd: Slapd,
+                                                              client: str) -> None:
+    async with running(table(slapd, client)) as auth:
+        erin = await login(auth, "erin", USERS["erin"].password)
+    assert erin is not None and erin.attributes["extension"] == "105"
+
+
+# -- failures ------------------------------------------------------------------------------
+
+
+async def test_stopped_directory_is_an_outage_not_a_wrong_password(private_slapd: Slapd,
+                                                                   client: str) -> None:
+    async with running(table(private_slapd, client)) as auth:
+        assert await login(auth, "alice", ALICE.password) is not None
+        private_slapd.stop()
+        for password in (ALICE.password, "wrong"):
+            with pytest.raises(UpstreamUnavailable):
+                await login(auth, "alice", password)
+        private_slapd.start()
+        deadline = time.monotonic() + 10  # the asyncio client skips a failed server ~3 s
+        while True:
+            try:
+                identity = await login(auth, "alice", ALICE.password)
+                break
+            except UpstreamUnavailable:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+        assert identity is not None
+        assert await login(auth, "alice", "wrong") is None
+
+
+async def test_restart_between_requests_costs_no_error(private_slapd: Slapd,
+                                                       client: str) -> None:
+    """Pooled connections die with the server; one retry on a new connection hides it."""
+    async with running(table(private_slapd, client)) as auth:
+        assert await login(auth, "alice", ALICE.password) is not None
+        private_slapd.restart()
+        assert await login(auth, "alice", ALICE.password) is not None
+        assert await login(auth, "bob", "wrong") is None
+
+
+async def test_paused_directory_times_out(private_slapd: Slapd, client: str) -> None:
+    async with running(table(private_slapd, client, ldaps=False, tls="none",
+                             timeout=0.5, connect_timeout=0.5)) as auth:
+        assert await login(auth, "alice", ALICE.password) is not None
+        with private_slapd.paused():
+            started = time.monotonic()
+            with pytest.raises(UpstreamTimeout):
+                await login(auth, "alice", ALICE.password)
+            assert time.monotonic() - started < 2.5
+        assert await login(auth, "alice", ALICE.password) is not None
+
+
+async def test_failover_to_the_next_uri(slapd: Slapd, client: str) -> None:
+    dead = f"ldaps://127.0.0.1:{slapd_mod.free_port()}"
+    async with running(table(slapd, client, uri=[dead, slapd.ldaps_uri])) as auth:
+        assert await login(auth, "alice", ALICE.password) is not None
+        assert await login(auth, "alice", "wrong") is None
+    async with running(table(slapd, client, uri=[dead])) as auth:
+        with pytest.raises(UpstreamUnavailable):
+            await login(auth, "alice", "wrong")
+
+
+async def test_untrusted_certificate_is_an_outage(slapd: Slapd, client: str,
+                                                  tmp_path: Path) -> None:
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    for ldaps in (True, False):
+        async with running(table(slapd, client, ldaps=ldaps, ca_file=str(other))) as auth:
+            with pytest.raises(UpstreamUnavailable):
+                await login(auth, "alice", ALICE.password)
+    async with running(table(slapd, client, tls_name="ldap.example.org")) as auth:
+        with pytest.raises(UpstreamUnavailable):  # the certificate is for localhost
+            await login(auth, "alice", ALICE.password)
+
+
+async def test_rejected_service_account_is_an_outage(slapd: Slapd, client: str) -> None:
+    async with running(table(slapd, client, bind_password="not-the-secret")) as auth:
+        with pytest.raises(UpstreamUnavailable):
+            await login(auth, "alice", ALICE.password)
+
+
+async def test_wrong_base_is_a_configuration_error(slapd: Slapd, client: str) -> None:
+    search = {"base": "ou=nowhere,dc=example,dc=org", "filter": SEARCH["filter"]}
+    async with running(table(slapd, client, user_search=search)) as auth:
+        with pytest.raises(InternalError, match="32"):
+            await login(auth, "alice", ALICE.password)
+
+
+# -- connections -------------------------------------------------------------------------
+
+
+async def test_no_connection_stays_bound_as_the_user(monitored_slapd: Slapd,
+                                                     client: str) -> None:
+    monitor = monitored_slapd.monitor()
+    async with running(table(monitored_slapd, client)) as auth:
+        for uid in ("alice", "dave", "carol"):
+            assert await login(auth, uid, USERS[uid].password) is not None
+        await asyncio.sleep(0.3)  # the asyncio client resets in the background
+        dns = bound_as(monitor)
+        assert SERVICE_DN in dns  # the pooled service connection stays
+        assert not [dn for dn in dns if "ou=people" in dn], dns
+    monitor.unbind()
+
+
+async def test_connections_are_reused(monitored_slapd: Slapd, client: str) -> None:
+    """Sequential logins: one service bind in total, then per login a bind and its reset."""
+    monitor = monitored_slapd.monitor()
+    async with running(table(monitored_slapd, client, threads=1)) as auth:
+        assert await login(auth, "alice", ALICE.password) is not None
+        await asyncio.sleep(0.3)
+        before = bind_count(monitor)
+        for _ in range(10):
+            assert await login(auth, "alice", ALICE.password) is not None
+        await asyncio.sleep(0.3)
+        assert bind_count(monitor) - before == 20  # 10 user binds + 10 anonymous resets
+    monitor.unbind()
+

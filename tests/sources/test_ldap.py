@@ -1,0 +1,169 @@
+"""The LDAP account source: from the identity (free), or its own search (child entries, values)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ldap3 import Connection, Server
+
+from bridge.auth.ldap import LdapAuthenticator
+from bridge.config import Section
+from bridge.errors import InternalError, UpstreamUnavailable
+from bridge.models import Account, Credentials, Identity
+from bridge.sources import build_source
+from bridge.sources.ldap import LdapSource
+from tests.auth.test_ldap import CLIENTS, make, table
+from tests.ldap.slapd import (
+    ADMIN_DN,
+    ADMIN_PASSWORD,
+    PEOPLE_DN,
+    SERVICE_DN,
+    SERVICE_PASSWORD,
+    USERS,
+    Slapd,
+)
+
+pytestmark = pytest.mark.slow
+ALICE, ERIN = USERS["alice"], USERS["erin"]
+LOGIN = Credentials("alice", ALICE.password)
+
+
+@pytest.fixture(params=CLIENTS)
+def client(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def source_table(server: Slapd, client: str, **extra: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "type": "ldap", "from": "directory", "client": client, "uri": server.ldaps_uri,
+        "ca_file": str(server.ca_file), "tls_name": server.tls_name, "bind_dn": SERVICE_DN,
+        "bind_password": SERVICE_PASSWORD, "timeout": 2, "connect_timeout": 2, "threads": 4,
+        "fields": {"extension": "telephoneNumber", "name": "displayName"},
+    }
+    cfg.update(extra)
+    return cfg
+
+
+def source_problems(cfg: dict[str, Any]) -> list[str]:
+    section = Section(cfg, "source", [], Path.cwd())
+    build_source(section)
+    return section.problems
+
+
+@contextlib.asynccontextmanager
+async def running(cfg: dict[str, Any]) -> AsyncIterator[LdapSource]:
+    section = Section(cfg, "source", [], Path.cwd())
+    source = build_source(section)
+    assert section.problems == []
+    assert isinstance(source, LdapSource)
+    await source.start()
+    try:
+        yield source
+    finally:
+        await source.close()
+
+
+def fields(accounts: list[Account]) -> list[dict[str, Any]]:
+    return [dict(a.fields) for a in accounts]
+
+
+async def identity_of(server: Slapd, client: str, uid: str) -> Identity:
+    auth: LdapAuthenticator = make(table(server, client))
+    await auth.start()
+    try:
+        identity = await auth.authenticate(Credentials(uid, USERS[uid].password))
+    finally:
+        await auth.close()
+    assert identity is not None
+    return identity
+
+
+def test_configuration_problems() -> None:
+    assert source_problems({"type": "ldap"}) == []                     # from = "identity"
+    found = "\n".join(source_problems({"type": "ldap", "base": "{dn}", "per_value": "x"}))
+    assert "'source.base': only used with from = \"directory\"" in found
+    assert "'source.per_value'" in found
+    found = "\n".join(source_problems({
+        "type": "ldap", "from": "directory", "uri": "ldaps://ldap.example.org",
+        "fields": {"ext": "telephoneNumber"}, "per_value": "extension", "scope": "all",
+        "filter": "(uid={user})", "base": "{dn}", "max_accounts": 0}))
+    for needle in ["'source.per_value'", "'source.scope'", "'source.filter'",
+                   "'source.max_accounts'"]:
+        assert needle in found, found
+    assert "needs at least one field" in "\n".join(source_problems(
+        {"type": "ldap", "from": "directory", "uri": "ldaps://ldap.example.org"}))
+
+
+async def test_identity_mode_reuses_what_the_authenticator_read(slapd: Slapd,
+                                                                client: str) -> None:
+    identity = await identity_of(slapd, client, "alice")
+    async with running({"type": "ldap", "require": ["extension"]}) as source:
+        assert source.client is None  # no directory traffic at all
+        accounts = await source.accounts(identity, LOGIN)
+        assert fields(accounts) == [{"dn": ALICE.dn, "displayName": "Alice Liddell",
+                                     "extension": "101", "mail": "alice@example.org"}]
+        # an entry without the required field: no account (the core answers 404)
+        assert await source.accounts(Identity("x", {"mail": "x@example.org"}), LOGIN) == []
+
+
+async def test_one_account_per_value_of_a_multi_valued_attribute(slapd: Slapd,
+                                                                 client: str) -> None:
+    erin = await identity_of(slapd, client, "erin")
+    async with running(source_table(slapd, client, per_value="extension")) as source:
+        assert fields(await source.accounts(erin, LOGIN)) == [
+            {"dn": ERIN.dn, "name": "Erin Hannon", "extension": "105"},
+            {"dn": ERIN.dn, "name": "Erin Hannon", "extension": "+49 30 5550105"}]
+    async with running(source_table(slapd, client)) as source:   # first value only
+        assert fields(await source.accounts(erin, LOGIN)) == [
+            {"dn": ERIN.dn, "name": "Erin Hannon", "extension": "105"}]
+    async with running(source_table(slapd, client, per_value="extension",
+                                    max_accounts=1)) as source:
+        assert len(await source.accounts(erin, LOGIN)) == 1
+
+
+async def test_child_entries_become_accounts(private_slapd: Slapd, client: str) -> None:
+    admin = Connection(Server(private_slapd.host, port=private_slapd.port), ADMIN_DN,
+                       ADMIN_PASSWORD, auto_bind=True)
+    for cn, number in (("desk", "201"), ("mobile", "202")):
+        assert admin.add(f"cn={cn},{ALICE.dn}", ["device"],
+                         {"cn": cn, "serialNumber": number, "description": f"Alice {cn}"})
+    admin.unbind()
+    identity = Identity("alice", {"dn": ALICE.dn})
+    cfg = source_table(private_slapd, client, base="{dn}", scope="one",
+                       filter="(objectClass=device)",
+                       fields={"sip_user": "serialNumber", "label": "description"})
+    async with running(cfg) as source:
+        accounts = sorted(fields(await source.accounts(identity, LOGIN)),
+                          key=lambda f: f["sip_user"])
+    assert accounts == [
+        {"dn": f"cn=desk,{ALICE.dn}", "sip_user": "201", "label": "Alice desk"},
+        {"dn": f"cn=mobile,{ALICE.dn}", "sip_user": "202", "label": "Alice mobile"}]
+
+
+async def test_search_by_username_is_escaped(slapd: Slapd, client: str) -> None:
+    cfg = source_table(slapd, client, base=PEOPLE_DN, scope="one",
+                       filter="(&(objectClass=inetOrgPerson)(uid={username}))")
+    async with running(cfg) as source:
+        assert len(await source.accounts(Identity("alice"), LOGIN)) == 1
+        for hostile in ("*", "alice)(uid=*", "*)(|(uid=*"):
+            assert await source.accounts(Identity(hostile), LOGIN) == []
+
+
+async def test_identity_without_dn_is_a_configuration_error(slapd: Slapd,
+                                                            client: str) -> None:
+    async with running(source_table(slapd, client)) as source:
+        with pytest.raises(InternalError, match="no 'dn'"):
+            await source.accounts(Identity("alice"), LOGIN)
+
+
+async def test_outage_is_upstream_unavailable(private_slapd: Slapd, client: str) -> None:
+    identity = Identity("alice", {"dn": ALICE.dn})
+    async with running(source_table(private_slapd, client)) as source:
+        assert len(await source.accounts(identity, LOGIN)) == 1
+        private_slapd.stop()
+        with pytest.raises(UpstreamUnavailable):
+            await source.accounts(identity, LOGIN)
