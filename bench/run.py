@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -35,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.gateway import free_port  # noqa: E402
-from tests.ldap.slapd import Slapd  # noqa: E402
+from tests.ldap.slapd import Slapd, bind_count  # noqa: E402
 
 PYTHON = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -150,6 +151,7 @@ class Env:
     backend_port: int
     proxy_port: int
     dead_port: int
+    monitor: Any = None  # an admin connection to slapd's cn=Monitor
 
 
 @dataclass
@@ -196,9 +198,103 @@ def demo_config(env: Env) -> str:
     return SERVER_COMMON + text
 
 
+def ldap_auth(uri: str, search: bool, pool: int = 16) -> str:
+    """The [auth] table: direct bind (b) or search-then-bind with attributes (c-f)."""
+    find = ('user_dn = "uid={username},ou=people,dc=example,dc=org"' if not search else """
+[auth.user_search]
+base = "ou=people,dc=example,dc=org"
+scope = "one"
+filter = "(uid={username})"
+
+[auth.attributes]
+displayName = "displayName"
+extension = "telephoneNumber"
+""")
+    return f"""
+[auth]
+type = "ldap"
+client = "asyncio"
+uri = "{uri}"
+tls = "none"
+pool_size = {pool}
+bind_dn = "cn=gateway,ou=services,dc=example,dc=org"
+bind_password = "gateway-secret"
+{find}
+"""
+
+
+MAPPING = """
+[mapping.account]
+name = "{identity.username}"
+username = "{account.sip_user}"
+password = "{account.sip_password}"
+SIP_domain = "{account.domain}"
+SIP_transport_type = "tls"
+register_on_startup = true
+
+[[mapping.account.codecs]]
+codec_id = 35
+priority = 1
+enabled = true
+
+[[mapping.account.codecs]]
+codec_id = 0
+priority = 2
+enabled = true
+"""
+
+STATIC_SOURCE = """
+[source]
+type = "static"
+[[source.accounts]]
+domain = "pbx.example.org"
+""" + MAPPING.replace("{account.sip_user}", "{identity.username}").replace(
+    "{account.sip_password}", "{login.password}")
+
+
+def http_source(port: int) -> str:
+    return f"""
+[source]
+type = "http"
+url = "http://127.0.0.1:{port}/accounts/{{identity.username}}"
+accounts_path = "accounts"
+""" + MAPPING
+
+
+def scenario_b(env: Env) -> str:
+    return SERVER_COMMON + ldap_auth(env.slapd.uri, search=False) + STATIC_SOURCE
+
+
+def scenario_c(env: Env, uri: str | None = None, backend: int | None = None,
+               pool: int = 16, extra: str = "") -> str:
+    return (SERVER_COMMON + extra + ldap_auth(uri or env.slapd.uri, search=True, pool=pool)
+            + http_source(backend or env.backend_port))
+
+
+def upstream_counts(env: Env) -> dict[str, int]:
+    stats = httpx.get(f"http://127.0.0.1:{env.backend_port}/_stats", timeout=5).json()
+    return {"ldap_binds": bind_count(env.monitor), "http": stats["accounts"]}
+
+
 SCENARIOS: dict[str, Scenario] = {
     "a": Scenario("a", "embedded default (file users with scrypt, SQLite)", demo_config,
                   fixed=("alice", "wonderland")),
+    "b": Scenario("b", "LDAP direct bind + render", scenario_b, counts=upstream_counts),
+    "c": Scenario("c", "LDAP search-then-bind + HTTP accounts + render", scenario_c,
+                  counts=upstream_counts),
+    "d": Scenario("d", "(c) + positive cache, 100 users repeating",
+                  lambda env: scenario_c(env, extra="\n[cache]\nenabled = true\nttl = 300\n"),
+                  users=100, counts=upstream_counts),
+    "e": Scenario("e", "(c) with the directory 50 ms away, 1,000 connections",
+                  lambda env: scenario_c(env, uri=f"ldap://127.0.0.1:{env.proxy_port}",
+                                         pool=512),
+                  connections=1000, counts=upstream_counts),
+    "f": Scenario("f", "(c) with the directory down: 503 from the failed-server memory",
+                  lambda env: scenario_c(env, uri=f"ldap://127.0.0.1:{env.dead_port}"),
+                  expect=503, counts=upstream_counts),
+    "g": Scenario("g", "(c) with the account backend down: 503 from the circuit breaker",
+                  lambda env: scenario_c(env, backend=env.dead_port),
+                  expect=503, counts=upstream_counts),
 }
 
 
@@ -310,8 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="zb-bench-"))
     results: list[Result] = []
     bare: list[float] = []
-    with Slapd(workdir / "slapd", bulk_users=1000) as slapd:
-        env = Env(workdir, slapd, free_port(), free_port(), free_port())
+    with Slapd(workdir / "slapd", bulk_users=1000, with_monitor=True) as slapd:
+        env = Env(workdir, slapd, free_port(), free_port(), free_port(), slapd.monitor())
         with process([PYTHON, "-m", "uvicorn", "bench.backend:app", "--port",
                       str(env.backend_port), "--no-access-log", "--log-level", "warning"],
                      workdir / "backend.log",
