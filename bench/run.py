@@ -152,6 +152,7 @@ class Env:
     proxy_port: int
     dead_port: int
     monitor: Any = None  # an admin connection to slapd's cn=Monitor
+    helpers: dict[str, int] = field(default_factory=dict)  # name -> pid, for CPU figures
 
 
 @dataclass
@@ -164,6 +165,7 @@ class Scenario:
     connections: int = 64
     expect: int = 200
     counts: Callable[[Env], dict[str, int]] = field(default=lambda env: {})
+    think_ms: int = 0  # per-connection pause between requests: load below saturation
 
 
 @dataclass
@@ -176,6 +178,7 @@ class Result:
     upstream_per_request: dict[str, float]
     rss_mb: float
     loop_lag_ms: float | None
+    helper_cpu_us: dict[str, float] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float:
@@ -280,11 +283,15 @@ SCENARIOS: dict[str, Scenario] = {
     "a": Scenario("a", "embedded default (file users with scrypt, SQLite)", demo_config,
                   fixed=("alice", "wonderland")),
     "b": Scenario("b", "LDAP direct bind + render", scenario_b, counts=upstream_counts),
+    "b-paced": Scenario("b-paced", "(b) at 64 connections paced below saturation "
+                        "(20 ms think time)", scenario_b, counts=upstream_counts, think_ms=20),
     "c": Scenario("c", "LDAP search-then-bind + HTTP accounts + render", scenario_c,
                   counts=upstream_counts),
     "d": Scenario("d", "(c) + positive cache, 100 users repeating",
                   lambda env: scenario_c(env, extra="\n[cache]\nenabled = true\nttl = 300\n"),
                   users=100, counts=upstream_counts),
+    "c-1000": Scenario("c-1000", "(c) at 1,000 connections: the CPU limit (e) is held to",
+                       scenario_c, connections=1000, counts=upstream_counts),
     "e": Scenario("e", "(c) with the directory 50 ms away, 1,000 connections",
                   lambda env: scenario_c(env, uri=f"ldap://127.0.0.1:{env.proxy_port}",
                                          pool=512),
@@ -328,14 +335,18 @@ def run_scenario(s: Scenario, env: Env, seconds: float, rnd: int, bare_rps: floa
     lua_env = {"BENCH_USERS": str(s.users)}
     if s.fixed:
         lua_env |= {"BENCH_USER": s.fixed[0], "BENCH_PASSWORD": s.fixed[1]}
+    if s.think_ms:
+        lua_env["BENCH_DELAY_MS"] = str(s.think_ms)
     with process([PYTHON, "-m", "bridge.cli", "serve", "--config", str(config),
                   "--port", str(port)], env.workdir / f"gateway-{s.key}.log",
                  ready_url=base + "/metrics") as proc:
         wrk(base + "/provision", min(2.0, seconds), s.connections, lua_env)  # warm-up
         before_counts = s.counts(env)
         cpu0 = tree_cpu(proc.pid)
+        helpers0 = {name: tree_cpu(pid) for name, pid in env.helpers.items()}
         load = wrk(base + "/provision", seconds, s.connections, lua_env)
         cpu = tree_cpu(proc.pid) - cpu0
+        helpers = {name: tree_cpu(pid) - helpers0[name] for name, pid in env.helpers.items()}
         after_counts = s.counts(env)
         rss = rss_mb(proc.pid)
         lag = loop_lag(base)
@@ -345,7 +356,8 @@ def run_scenario(s: Scenario, env: Env, seconds: float, rnd: int, bare_rps: floa
         print(f"  ! scenario {s.key}: {load.non_2xx} non-2xx, {load.socket_errors} socket errors"
               f" (expected status {s.expect})", file=sys.stderr)
     upstream = {k: (after_counts[k] - before_counts.get(k, 0)) / n for k in after_counts}
-    return Result(s.key, rnd, load, cpu / n * 1e6, bare_rps, upstream, rss, lag)
+    return Result(s.key, rnd, load, cpu / n * 1e6, bare_rps, upstream, rss, lag,
+                  {name: value / n * 1e6 for name, value in helpers.items()})
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -396,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--only", help="comma-separated scenario keys")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    p.add_argument("--keep", action="store_true", help="keep the work folder (logs, configs)")
     args = p.parse_args(argv)
     if args.smoke:
         args.rounds, args.seconds = 1, 2
@@ -411,9 +424,10 @@ def main(argv: list[str] | None = None) -> int:
         with process([PYTHON, "-m", "uvicorn", "bench.backend:app", "--port",
                       str(env.backend_port), "--no-access-log", "--log-level", "warning"],
                      workdir / "backend.log",
-                     ready_url=f"http://127.0.0.1:{env.backend_port}/_stats"), \
+                     ready_url=f"http://127.0.0.1:{env.backend_port}/_stats") as backend, \
              process([PYTHON, "-m", "bench.delayproxy", str(env.proxy_port), str(slapd.port),
-                      "0.05"], workdir / "proxy.log"):
+                      "0.05"], workdir / "proxy.log") as proxy:
+            env.helpers = {"slapd": slapd.pid or 0, "backend": backend.pid, "proxy": proxy.pid}
             for rnd in range(1, args.rounds + 1):
                 bare_rps = measure_bare(env, args.seconds, 64)
                 bare.append(bare_rps)
@@ -423,13 +437,18 @@ def main(argv: list[str] | None = None) -> int:
                     results.append(r)
                     print(f"  {key}: {r.load.rps:,.0f} req/s (ratio {r.ratio:.3f}), "
                           f"p99 {r.load.p99_ms:.1f} ms, {r.cpu_us_per_request:,.0f} µs CPU/req, "
-                          f"upstream {r.upstream_per_request}", flush=True)
+                          f"upstream {r.upstream_per_request}; other CPU µs/req "
+                          + ", ".join(f"{k} {v:,.0f}" for k, v in r.helper_cpu_us.items()),
+                          flush=True)
     text = report(results, bare)
     print("\n" + text)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (args.out / f"{stamp}{'-smoke' if args.smoke else ''}.md").write_text(text + "\n")
-    shutil.rmtree(workdir, ignore_errors=True)
+    if args.keep:
+        print(f"work folder kept: {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

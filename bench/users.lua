@@ -4,6 +4,7 @@ local users = tonumber(os.getenv("BENCH_USERS") or "1000")
 local path = os.getenv("BENCH_PATH") or "/provision"
 local fixed_user = os.getenv("BENCH_USER")
 local fixed_password = os.getenv("BENCH_PASSWORD")
+local think_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
 
 math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
 
@@ -17,6 +18,13 @@ request = function()
   end
   local i = math.random(1, users)
   return wrk.format("GET", path .. "?user=user" .. i .. "&password=pass" .. i .. "&version=1.14")
+end
+
+-- Think time between a connection's requests: paces the load below saturation.
+if think_ms > 0 then
+  delay = function()
+    return think_ms
+  end
 end
 
 done = function(summary, latency, requests)
