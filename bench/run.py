@@ -405,13 +405,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="1 round of 2 s per scenario")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--seconds", type=float, help="measurement per scenario (default 10; smoke 2)")
     p.add_argument("--only", help="comma-separated scenario keys")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs, configs)")
     args = p.parse_args(argv)
     if args.smoke:
-        args.rounds, args.seconds = 1, 2
+        args.rounds = 1
+    args.seconds = args.seconds or (2 if args.smoke else 10)
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2

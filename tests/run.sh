@@ -11,7 +11,7 @@
 #      Services are not started by the packages (a temporary policy-rc.d when none exists).
 #   2. Redis on 127.0.0.1:6379: started if installed but not answering.
 #   3. .venv (created if missing) + pip install -e '.[test]'.
-#   4. ruff check bridge tests; python -m pytest "$@".
+#   4. ruff check bridge tests bench; python -m pytest "$@".
 # Exit status: non-zero if any step fails, if ruff fails, if pytest fails, or if pytest
 # collected no tests (exit code 5).  Not root and no password-less sudo: packages cannot be
 # installed; the run goes on and the tests needing them skip (or fail when CI=true).
@@ -116,9 +116,9 @@ log "pip install -e '.[test]'"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
 # ---- 4. lint + tests -----------------------------------------------------------------------
-log "ruff check bridge tests"
+log "ruff check bridge tests bench"
 lint_rc=0
-.venv/bin/ruff check bridge tests || lint_rc=$?
+.venv/bin/ruff check bridge tests bench || lint_rc=$?
 
 log "pytest $*"
 test_rc=0
