@@ -102,12 +102,9 @@ def create_app(settings: Settings) -> Starlette:
         try:
             client = request.client.host if request.client else None
             if proxies:
-                client = client_address(
-                    client,
-                    ", ".join(request.headers.getlist("forwarded")),
-                    ", ".join(request.headers.getlist("x-forwarded-for")),
-                    proxies,
-                )
+                header = settings.server.forwarded_header
+                client = client_address(client, header,
+                                        ", ".join(request.headers.getlist(header)), proxies)
             credentials = credentials_from_query(request.scope["query_string"],
                                                  settings.query, client)
             register_secret(credentials.password)
@@ -139,6 +136,8 @@ def create_app(settings: Settings) -> Starlette:
                 yield
         finally:
             watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
 
     middleware = [Middleware(StrictTransportSecurityMiddleware)]
     if settings.server.access_log:
@@ -146,9 +145,12 @@ def create_app(settings: Settings) -> Starlette:
     routes = [Route(settings.server.path, provision, methods=["GET"])]
     if settings.server.metrics_path:
         routes.append(Route(settings.server.metrics_path, metrics, methods=["GET"]))
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=middleware,
         exception_handlers={HTTPException: http_exception},
         lifespan=lifespan,
     )
+    # "/provision/?user=..&password=.." must not become a redirect that echoes the query.
+    app.router.redirect_slashes = False
+    return app

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from bridge.config import Section
+from bridge.errors import UpstreamUnavailable
 from bridge.state import Store
 
 T = TypeVar("T")
@@ -28,7 +29,13 @@ class Coalescer:
     async def run(self, key: str, fn: Callable[[], Awaitable[T]]) -> T:
         if (flight := self._flights.get(key)) is not None:
             # shield: one waiter giving up must not cancel the call for the others
-            return await asyncio.shield(flight)  # type: ignore[return-value]
+            try:
+                return await asyncio.shield(flight)  # type: ignore[return-value]
+            except asyncio.CancelledError:
+                if flight.cancelled() and not _cancelling():
+                    # the request that made the call went away, not this one
+                    raise UpstreamUnavailable("shared upstream call was cancelled") from None
+                raise
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._flights[key] = future
         try:
@@ -45,6 +52,11 @@ class Coalescer:
             return result
         finally:
             del self._flights[key]
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """Which address a request comes from, believing forwarding headers only from our proxies.
 
-X-Forwarded-For and Forwarded are read only when the TCP peer is a configured
-trusted proxy; then the chain is walked from the right and the first address
-that is not itself a trusted proxy is the client. Anything unparsable means
-"use the peer", never "use what the header claims".
+One configured header (X-Forwarded-For by default, or Forwarded) is read, and
+only when the TCP peer is a configured trusted proxy; the other header is
+ignored, since a proxy that sets one usually passes the client's copy of the
+other straight through. The chain is walked from the right and the first
+address that is not itself a trusted proxy is the client. Anything
+unparsable means "use the peer", never "use what the header claims".
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import ipaddress
 import re
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-_FORWARDED_FOR = re.compile(r'for="?\[?([^\]";,]+)\]?(?::\d+)?"?', re.IGNORECASE)
+_FORWARDED_FOR = re.compile(r'for=(?:"\[([^\]"]+)\](?::\d+)?"|"([^":;,]+)(?::\d+)?"|([^";,\s]+))',
+                            re.IGNORECASE)
 
 
 def parse_networks(values: list[str]) -> list[Network]:
@@ -36,16 +39,15 @@ def _valid(address: str) -> bool:
 
 
 def client_address(
-    peer: str | None, forwarded: str, x_forwarded_for: str, proxies: list[Network]
+    peer: str | None, header: str, value: str, proxies: list[Network]
 ) -> str | None:
-    """`forwarded` and `x_forwarded_for`: all header lines of that name joined by ", "."""
+    """`header`: "forwarded" or "x-forwarded-for"; `value`: its lines joined by ", "."""
     if peer is None or not proxies or not _trusted(peer, proxies):
         return peer
-    chain: list[str] = []
-    if forwarded:
-        chain = _FORWARDED_FOR.findall(forwarded)
-    elif x_forwarded_for:
-        chain = [part.strip() for part in x_forwarded_for.split(",")]
+    if header == "forwarded":
+        chain = ["".join(groups) for groups in _FORWARDED_FOR.findall(value)]
+    else:
+        chain = [part.strip() for part in value.split(",")] if value else []
     for address in reversed(chain):
         if not _valid(address):
             return peer

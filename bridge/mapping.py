@@ -25,7 +25,6 @@ escape hatch; they are passed through as text.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -255,8 +254,3 @@ class ConfigMapping:
             raise InternalError(f"mapping: field {exc} is missing for user "
                                 f"{identity.username!r} and the option has no default") from None
         return tree
-
-
-def literal_fields(values: Mapping[str, Any]) -> dict[str, Scalar]:
-    """Keep the scalar fields of a TOML table (for static sources)."""
-    return {k: v for k, v in values.items() if isinstance(v, str | int | bool)}

@@ -71,7 +71,8 @@ def parse_query(raw: bytes, plus_is_space: bool) -> dict[str, str]:
         except UnicodeDecodeError:
             raise BadRequest("query parameter is not valid UTF-8") from None
         if key in params:
-            raise BadRequest(f"query parameter {key!r} given more than once")
+            # Not named: with an unencoded '&' in a password, the "name" is part of it.
+            raise BadRequest("a query parameter is given more than once")
         params[key] = text
     return params
 

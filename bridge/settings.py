@@ -29,8 +29,9 @@ class ServerSettings:
     log_level: str = "info"
     # Whole-request deadline: past it the phone gets a 503 and keeps its configuration.
     deadline: float = 10.0
-    # Peers whose X-Forwarded-For / Forwarded headers are believed.
+    # Peers whose forwarding header is believed, and which header that is.
     trusted_proxies: tuple[Network, ...] = ()
+    forwarded_header: str = "x-forwarded-for"
     metrics_path: str = "/metrics"  # "" turns it off
 
 
@@ -113,6 +114,8 @@ def _server(cfg: Section) -> ServerSettings:
                           choices=("critical", "error", "warning", "info", "debug")),
         deadline=cfg.float("deadline", d.deadline, min=0.1, max=300),
         trusted_proxies=proxies,
+        forwarded_header=cfg.str("forwarded_header", d.forwarded_header,
+                                 choices=("x-forwarded-for", "forwarded")),
         metrics_path=metrics_path,
     )
     cfg.done()

@@ -127,3 +127,10 @@ def test_passwords_never_reach_the_output(debug_demo):
     assert "alice" in output
     for secret in PASSWORDS:       # ...but no password, in any form
         assert secret not in output
+
+
+def test_trailing_slash_is_not_redirected_with_the_query(demo):
+    response = httpx.get(demo.base_url + "/provision/?user=alice&password=wonderland")
+    assert response.status_code == 404
+    assert "location" not in response.headers
+    assert parse_error(response.content)

@@ -205,3 +205,15 @@ async def test_failed_lookup_is_not_cached_as_success():
     with pytest.raises(AuthenticationFailed):
         await p.provision(creds("alice", "wrong"))
     assert auth.calls == 2
+
+
+async def test_waiters_get_an_error_when_the_shared_call_is_cancelled():
+    auth = CountingAuthenticator({"alice": "right"}, delay=0.5)
+    p = provisioner(auth)
+    leader = asyncio.create_task(p.provision(creds("alice", "right")))
+    await asyncio.sleep(0.05)
+    follower = asyncio.create_task(outcome(p, creds("alice", "right")))
+    await asyncio.sleep(0.05)
+    leader.cancel()
+    assert await follower == "UpstreamUnavailable"
+    assert auth.calls == 1
