@@ -32,7 +32,7 @@ from bridge.config import Section, describe
 from bridge.errors import InternalError
 from bridge.models import Account, Credentials, Identity, Scalar
 from bridge.zoiper import schema
-from bridge.zoiper.document import EXTRA
+from bridge.zoiper.document import EXTRA, REQUIRED, extra_name_problem
 from bridge.zoiper.schema import SchemaError, SectionSpec
 
 SCOPES = ("identity", "account", "login")
@@ -153,9 +153,8 @@ class SectionMapping:
             if key == "extra":
                 extra = cfg.table("extra")
                 for name in list(extra.keys()):
-                    if spec.option(name) is not None:
-                        extra.problem(name, f"'{name}' is a known option: set it in "
-                                            f"[{cfg.path}] instead")
+                    if (problem := extra_name_problem(spec, name)) is not None:
+                        extra.problem(name, problem)
                     value = _read_value(extra, name, None)
                     if value is not None:
                         mapping.extra[name] = value
@@ -222,6 +221,18 @@ def _read_value(cfg: Section, key: str, option: schema.Option | None) -> Value |
     return value
 
 
+def _check_required(cfg: Section, account: SectionMapping) -> None:
+    """An account the phone cannot register with would be a 500 for every user: say so now."""
+    protocol = account.options.get("protocol")
+    name = protocol.literal if protocol is not None else "sip"
+    if not isinstance(name, str) or name not in REQUIRED:
+        return  # a template: checked per request
+    missing = [option for option in REQUIRED[name] if option not in account.options]
+    if missing:
+        cfg.problem("account", f"{name} accounts need {', '.join(REQUIRED[name])}; "
+                               f"missing: {', '.join(missing)}")
+
+
 @dataclass
 class ConfigMapping:
     """The whole declared mapping: one account template, applied to every account."""
@@ -232,6 +243,8 @@ class ConfigMapping:
     @classmethod
     def from_config(cls, cfg: Section) -> ConfigMapping:
         account = SectionMapping.from_config(cfg.table("account", required=True), schema.ACCOUNT)
+        if "account" in cfg:
+            _check_required(cfg, account)
         diagnostics = None
         if "diagnostics" in cfg:
             diagnostics = SectionMapping.from_config(cfg.table("diagnostics"),

@@ -64,6 +64,7 @@ def test_build_several_accounts_with_types_kept():
 
 def test_load_time_problems():
     _, problems = mapping({"account": {
+        "username": "u", "password": "p", "SIP_domain": "d",
         "SIP_domian": "x",
         "SIP_transport_type": "pigeon",
         "register_on_startup": "yes",
@@ -78,13 +79,14 @@ def test_load_time_problems():
     assert "'mapping.account.register_on_startup'" in joined
     assert "'mapping.account.stun.stun_port'" in joined
     assert "'mapping.account.codecs[0].codec_id'" in joined
-    assert "'mapping.account.extra.username': 'username' is a known option" in joined
+    assert "'mapping.account.extra.username': <account> already defines 'username'" in joined
     assert "'mapping.account.name': placeholder {bogus.x}" in joined
     assert len(problems) == 7
 
 
 def test_missing_field_without_default_is_internal_error():
-    m, problems = mapping({"account": {"username": "{account.user}"}})
+    m, problems = mapping({"account": {"username": "{account.user}", "password": "p",
+                                       "SIP_domain": "d"}})
     assert problems == []
     with pytest.raises(InternalError, match=r"account\.user"):
         m.build(IDENTITY, [Account({})], LOGIN)
@@ -93,3 +95,27 @@ def test_missing_field_without_default_is_internal_error():
 def test_account_table_is_required():
     _, problems = mapping({})
     assert problems == ["Config value 'mapping.account': is required"]
+
+
+@pytest.mark.parametrize(("account", "expected"), [
+    ({"username": "u", "password": "p"}, "sip accounts need username, password, SIP_domain; "
+                                         "missing: SIP_domain"),
+    ({"protocol": "iax2", "username": "u", "password": "p", "SIP_domain": "x"},
+     "iax2 accounts need username, password, IAX2_host; missing: IAX2_host"),
+])
+def test_required_options_are_checked_at_load(account, expected):
+    _, problems = mapping({"account": account})
+    assert problems == [f"Config value 'mapping.account': {expected}"]
+
+
+@pytest.mark.parametrize("name", ["bad name", "codecs", "xmlthing", "1st"])
+def test_unusable_extra_names_are_load_errors(name):
+    _, problems = mapping({"account": {"username": "u", "password": "p", "SIP_domain": "d",
+                                       "extra": {name: "x"}}})
+    assert len(problems) == 1 and f"'mapping.account.extra.{name}'" in problems[0]
+
+
+def test_numbers_are_text_for_text_options():
+    from bridge.zoiper.schema import ACCOUNT
+
+    assert ACCOUNT.option("username").check(4915112345678) == "4915112345678"

@@ -37,6 +37,7 @@ from bridge.zoiper.schema import (
 __all__ = [
     "EXTRA",
     "REQUIRED",
+    "extra_name_problem",
     "parse_config",
     "parse_error",
     "render_config",
@@ -178,19 +179,24 @@ def _unknown(plan: _Plan, data: dict[Any, Any]) -> None:
                                 f"the schema does not know under {EXTRA!r}")
 
 
+def extra_name_problem(spec: SectionSpec, name: object) -> str | None:
+    """Why `name` cannot be an extra option of `spec`'s section, or None if it can."""
+    if not isinstance(name, str) or not _XML_NAME.fullmatch(name) or name[:3].lower() == "xml":
+        return (f"{name!r} is not a usable element name (letters, digits, '_', '-', '.'; "
+                f"not starting with a digit or 'xml')")
+    if spec.option(name) is not None or spec.section(name) is not None:
+        return f"<{spec.name}> already defines {name!r}; set it directly, not as an extra"
+    return None
+
+
 def _extra(plan: _Plan, extra: Any, out: list[str]) -> None:
     if not isinstance(extra, dict):
         raise SchemaError(EXTRA, f"expected a table of name -> text, got {type(extra).__name__}")
     for name, value in extra.items():
         path = f"{EXTRA}.{name}"
-        if not isinstance(name, str) or not _XML_NAME.fullmatch(name) or (
-            name[:3].lower() == "xml"
-        ):
-            raise SchemaError(EXTRA, f"{name!r} is not a usable element name (letters, digits, "
-                                     f"'_', '-', '.'; not starting with a digit or 'xml')")
-        if name in plan.known:
-            raise SchemaError(path, f"<{plan.name}> already defines {name!r}; "
-                                    f"set it directly, not under {EXTRA!r}")
+        if (problem := extra_name_problem(plan.spec, name)) is not None:
+            raise SchemaError(path if isinstance(name, str) and name in plan.known else EXTRA,
+                              problem)
         if not isinstance(value, str):
             raise SchemaError(path, f"expected text, got {type(value).__name__}")
         if not xml_text_ok(value):

@@ -128,8 +128,8 @@ class Option:
             if t is not str:
                 if isinstance(value, bool) or not isinstance(value, str | int):
                     raise self._error("text", value)
-                if isinstance(value, int) and not _INT_MIN <= value <= _INT_MAX:
-                    raise self._error("text or a 32-bit integer", value)
+                # Numbers are text here (a phone number stored as INTEGER is common);
+                # the 32-bit bound is for integer options only.
                 value = str(value)
             if _NOT_XML_CHAR.search(value) is not None:
                 raise self._bad_char(value)
