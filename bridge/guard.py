@@ -22,6 +22,7 @@ nor passwords are stored, and the keys are useless without the secret.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import unicodedata
 from dataclasses import dataclass
@@ -59,6 +60,16 @@ class LimitSettings:
         return settings
 
 
+def _address_key(address: str) -> str:
+    """IPv6 clients are counted per /64: one subscriber gets a whole /64 to rotate through."""
+    if ":" in address:
+        try:
+            return str(ipaddress.ip_network(f"{address}/64", strict=False))
+        except ValueError:
+            pass
+    return address
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
     key: str          # this (username, password) pair: lockout memory, cache, coalescing
@@ -83,7 +94,7 @@ class Guard:
         name = unicodedata.normalize("NFKC", credentials.username).strip().casefold()
         addr = None
         if self.settings.address_failures and credentials.client:
-            addr = "a:" + self.digest("addr", credentials.client)
+            addr = "a:" + self.digest("addr", _address_key(credentials.client))
         return Attempt(self.digest("login", credentials.username, credentials.password),
                        "u:" + self.digest("user", name), addr)
 
@@ -96,17 +107,19 @@ class Guard:
         """Raise RateLimited, or count this attempt against the limits."""
         s = self.settings
         user, addr = attempt.user, attempt.addr
+        # Refusals write nothing: a flood of refused requests must not evict the
+        # counters of others from a bounded store.
         if (wait := await self.store.ttl(f"lock:{user}")) > 0:
             self._refuse("backoff", wait)
-        if s.username_failures and (
-            await self.store.hit(f"fail:{user}", s.username_window) > s.username_failures
-        ):
-            await self.store.hit(f"fail:{user}", s.username_window, -1)
-            self._refuse("username", await self.store.ttl(f"fail:{user}"))
         if addr and await self.store.count(f"fail:{addr}") >= s.address_failures:
-            if s.username_failures:
-                await self.store.hit(f"fail:{user}", s.username_window, -1)
             self._refuse("address", await self.store.ttl(f"fail:{addr}"))
+        if s.username_failures:
+            if await self.store.count(f"fail:{user}") >= s.username_failures:
+                self._refuse("username", await self.store.ttl(f"fail:{user}"))
+            # Reserve the attempt; concurrent reservations past the limit give theirs back.
+            if await self.store.hit(f"fail:{user}", s.username_window) > s.username_failures:
+                await self.store.hit(f"fail:{user}", s.username_window, -1)
+                self._refuse("username", await self.store.ttl(f"fail:{user}"))
 
     def _refuse(self, which: str, wait: float) -> None:
         METRICS.inc(f"bridge_rate_limited_{which}_total")

@@ -57,14 +57,19 @@ class Provisioner:
     def from_settings(cls, settings: Settings) -> Provisioner:
         store = settings.state.build()
         guard = Guard(store, settings.limits, settings.state.hash_key())
+        # In memory, documents get their own bounded store so that cached answers and
+        # attempt counters never evict each other.
+        cache_store = store if settings.state.backend == "redis" else settings.state.build()
         return cls(settings.authenticator, settings.source, settings.mapping,
-                   settings.server.deadline, guard, ResponseCache(store, settings.cache))
+                   settings.server.deadline, guard, ResponseCache(cache_store, settings.cache))
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Provisioner]:
         """Open the backends' pools and clients for the lifetime of the block."""
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self.guard.store.close)
+            if self.cache.store is not self.guard.store:
+                stack.push_async_callback(self.cache.store.close)
             for backend in (self.authenticator, self.source):
                 await backend.start()
                 stack.push_async_callback(backend.close)

@@ -217,3 +217,29 @@ async def test_waiters_get_an_error_when_the_shared_call_is_cancelled():
     leader.cancel()
     assert await follower == "UpstreamUnavailable"
     assert auth.calls == 1
+
+
+async def test_refused_requests_do_not_evict_other_counters():
+    store = MemoryStore(max_entries=50)
+    guard = Guard(store, LimitSettings(username_failures=3, address_failures=2,
+                                       backoff_base=0), b"k" * 32)
+    p = Provisioner(CountingAuthenticator({}), OneAccount(), MAPPING, 5.0, guard,
+                    ResponseCache(MemoryStore(), CacheSettings()))
+    victim = creds("victim", "x", client="198.51.100.1")
+    for i in range(2):
+        assert await outcome(p, creds("victim", f"guess{i}", client="198.51.100.1")) \
+            == "AuthenticationFailed"
+    attacker = "203.0.113.66"
+    assert await outcome(p, creds("junk", "x", client=attacker)) == "AuthenticationFailed"
+    assert await outcome(p, creds("junk2", "y", client=attacker)) == "AuthenticationFailed"
+    for i in range(500):   # the attacker's address is closed: nothing more is written
+        assert await outcome(p, creds(f"junk-{i}", "x", client=attacker)) == "RateLimited"
+    assert await store.count("fail:" + guard.attempt(victim).user) == 2
+
+
+def test_ipv6_clients_are_counted_per_64():
+    guard = Guard(MemoryStore(), LimitSettings(), b"k" * 32)
+    a = guard.attempt(creds("u", "p", client="2001:db8:1:2::1"))
+    b = guard.attempt(creds("u", "p", client="2001:db8:1:2:ffff::9"))
+    c = guard.attempt(creds("u", "p", client="2001:db8:1:3::1"))
+    assert a.addr == b.addr != c.addr
