@@ -53,6 +53,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = settings.server
     log_config = logging_config(server.log_level)
     workers = args.workers or server.workers
+    if workers > 1 and settings.state.backend == "memory":
+        print(f"WARNING: {workers} workers with [state] backend = \"memory\": each worker "
+              f"counts attempts on its own, so the limits allow up to {workers} times as "
+              "many. Use backend = \"redis\" to share them.", file=sys.stderr)
     common = dict(
         host=args.host or server.host,
         port=args.port or server.port,
@@ -60,6 +64,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=False,  # uvicorn's prints query strings, i.e. passwords
         proxy_headers=False,
         server_header=False,
+        ssl_certfile=server.tls_certificate,
+        ssl_keyfile=server.tls_key,
     )
     if workers > 1:
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve()) if args.config else ""

@@ -33,6 +33,8 @@ class ServerSettings:
     trusted_proxies: tuple[Network, ...] = ()
     forwarded_header: str = "x-forwarded-for"
     metrics_path: str = "/metrics"  # "" turns it off
+    tls_certificate: str | None = None  # serve HTTPS directly (PEM chain), with tls_key
+    tls_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,12 +116,23 @@ def _server(cfg: Section) -> ServerSettings:
                           choices=("critical", "error", "warning", "info", "debug")),
         deadline=cfg.float("deadline", d.deadline, min=0.1, max=300),
         trusted_proxies=proxies,
+        tls_certificate=_tls_file(cfg, "tls_certificate"),
+        tls_key=_tls_file(cfg, "tls_key"),
         forwarded_header=cfg.str("forwarded_header", d.forwarded_header,
                                  choices=("x-forwarded-for", "forwarded")),
         metrics_path=metrics_path,
     )
     cfg.done()
     return settings
+
+
+def _tls_file(cfg: Section, key: str) -> str | None:
+    other = "tls_key" if key == "tls_certificate" else "tls_certificate"
+    if key not in cfg:
+        if other in cfg:
+            cfg.problem(key, f"is required with {other}")
+        return None
+    return str(cfg.path_value(key))
 
 
 def _errors(cfg: Section) -> ErrorPolicy:

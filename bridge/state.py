@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from bridge.config import Section
@@ -231,11 +231,11 @@ def _is_store_failure(exc: Exception) -> bool:
 @dataclass(frozen=True)
 class StateSettings:
     backend: str = "memory"  # or "redis"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold a password
     redis_prefix: str = "zoiper-bridge:"
     on_failure: str = "local"  # or "closed"
     max_entries: int = 100_000
-    secret: bytes = b""  # HMAC key for credential hashes; random per process when empty
+    secret: bytes = field(default=b"", repr=False)  # key for credential hashes; random if empty
 
     @classmethod
     def from_config(cls, cfg: Section) -> StateSettings:
@@ -247,7 +247,7 @@ class StateSettings:
                                   "hash credentials with the same key)")
         settings = cls(
             backend=backend,
-            redis_url=cfg.str("redis_url", d.redis_url, nonempty=True),
+            redis_url=_redis_url(cfg, d.redis_url),
             redis_prefix=cfg.str("redis_prefix", d.redis_prefix),
             on_failure=cfg.str("on_failure", d.on_failure, choices=("local", "closed")),
             max_entries=cfg.int("max_entries", d.max_entries, min=100),
@@ -264,4 +264,27 @@ class StateSettings:
         return ResilientStore(primary, local, "closed" if self.on_failure == "closed" else "local")
 
     def hash_key(self) -> bytes:
+        """The configured key, or a random one (then each worker/restart has its own)."""
         return self.secret or os.urandom(32)
+
+
+def _redis_url(cfg: Section, default: str) -> str:
+    """redis:// or rediss://; given inline, or as redis_url_env / redis_url_file (it may
+    carry a password). Clear text to another host is refused: cached documents hold SIP
+    passwords."""
+    from urllib.parse import urlsplit
+
+    from bridge.net import is_loopback
+
+    url = cfg.secret("redis_url", required=False) or default
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        cfg.problem("redis_url", "expected a redis://, rediss:// or unix:// URL")
+    elif parts.scheme == "redis" and not is_loopback(parts.hostname or "") and not cfg.bool(
+        "allow_cleartext", False
+    ):
+        cfg.problem("redis_url", f"redis:// to {parts.hostname} is clear text; use rediss://, "
+                                 "or set allow_cleartext = true")
+    else:
+        cfg.mark("allow_cleartext")
+    return url

@@ -9,8 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -45,10 +43,10 @@ class Gateway:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gateway exited with {self.process.returncode}:\n"
                                    + self.output())
-            try:
-                httpx.get(self.base_url + "/", timeout=1)
-                return self
-            except httpx.TransportError:
+            try:  # a TCP connect: the gateway may speak HTTP or HTTPS
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError("gateway did not start:\n" + self.output())
