@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from bridge.config import Section, describe
@@ -175,15 +176,46 @@ class SectionMapping:
             cfg.mark(key)
         return mapping
 
-    def build(self, ctx: Context) -> dict[str, Any]:
-        tree: dict[str, Any] = {}
-        for name, value in self.options.items():
-            tree[name] = value.resolve(ctx)
+    @cached_property
+    def _static(self) -> dict[str, Any]:
+        """The part of the tree that is the same for every request, built once.
+
+        Literal options, and whole subsections and lists without placeholders
+        (a codec list, usually), are shared between requests; the renderer
+        only reads the tree, so sharing is safe.
+        """
+        tree: dict[str, Any] = {n: v.literal for n, v in self.options.items()
+                                if v.literal is not None}
         for name, sub in self.sections.items():
-            tree[name] = sub.build(ctx)
+            if sub.is_static:
+                tree[name] = sub._static
         for name, items in self.lists.items():
-            tree[name] = [item.build(ctx) for item in items]
-        if self.extra:
+            if all(item.is_static for item in items):
+                tree[name] = [item._static for item in items]
+        if self.extra and all(v.literal is not None for v in self.extra.values()):
+            tree[EXTRA] = {n: _text(v.literal) for n, v in self.extra.items()}  # type: ignore[arg-type]
+        return tree
+
+    @property
+    def is_static(self) -> bool:
+        return len(self._static) == (len(self.options) + len(self.sections) + len(self.lists)
+                                     + (1 if self.extra else 0))
+
+    def build(self, ctx: Context) -> dict[str, Any]:
+        static = self._static
+        if self.is_static:
+            return static
+        tree = dict(static)
+        for name, value in self.options.items():
+            if name not in static:
+                tree[name] = value.resolve(ctx)
+        for name, sub in self.sections.items():
+            if name not in static:
+                tree[name] = sub.build(ctx)
+        for name, items in self.lists.items():
+            if name not in static:
+                tree[name] = [item.build(ctx) for item in items]
+        if self.extra and EXTRA not in static:
             tree[EXTRA] = {name: _text(v.resolve(ctx)) for name, v in self.extra.items()}
         return tree
 

@@ -119,3 +119,19 @@ def test_numbers_are_text_for_text_options():
     from bridge.zoiper.schema import ACCOUNT
 
     assert ACCOUNT.option("username").check(4915112345678) == "4915112345678"
+
+
+def test_static_parts_are_built_once_and_dynamic_parts_per_request():
+    m, problems = mapping({"account": {
+        "username": "{account.user}", "password": "p", "SIP_domain": "d",
+        "stun": {"use_stun": "custom", "stun_port": 3478},
+        "zrtp": {"enabled": "{account.zrtp}"},
+        "codecs": [{"codec_id": 0, "priority": 1}],
+    }})
+    assert problems == []
+    one = m.build(IDENTITY, [Account({"user": "1", "zrtp": True})], LOGIN)["accounts"][0]
+    two = m.build(IDENTITY, [Account({"user": "2", "zrtp": False})], LOGIN)["accounts"][0]
+    assert (one["username"], two["username"]) == ("1", "2")
+    assert (one["zrtp"], two["zrtp"]) == ({"enabled": True}, {"enabled": False})
+    assert one["stun"] is two["stun"] and one["codecs"] is two["codecs"]  # shared, built once
+    assert one["password"] == two["password"] == "p"
