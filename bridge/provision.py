@@ -1,5 +1,6 @@
 """One provisioning request, top to bottom.
 
+    a backend's circuit open (it kept failing)? -> 503 at once
     recently failed with this very password?   -> 401, no backend call
     answered a moment ago (positive cache)?    -> that document
     the same request already in flight?        -> share its outcome
@@ -20,11 +21,14 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from bridge.auth import Authenticator
+from bridge.breaker import OPEN, CircuitBreaker
 from bridge.cache import Coalescer, ResponseCache
 from bridge.errors import AccountNotFound, AuthenticationFailed, InternalError, UpstreamTimeout
 from bridge.guard import Attempt, Guard
 from bridge.mapping import ConfigMapping
+from bridge.metrics import METRICS
 from bridge.models import Credentials
+from bridge.settings import BreakerSettings
 from bridge.sources import AccountSource
 from bridge.zoiper.document import render_config
 from bridge.zoiper.schema import SchemaError
@@ -44,6 +48,7 @@ class Provisioner:
         deadline: float,
         guard: Guard,
         cache: ResponseCache,
+        breakers: BreakerSettings | None = None,
     ) -> None:
         self.authenticator = authenticator
         self.source = source
@@ -52,6 +57,12 @@ class Provisioner:
         self.guard = guard
         self.cache = cache
         self.flights = Coalescer()
+        # One breaker per backend, whatever its kind: a dead directory or billing
+        # system is answered from here in microseconds, without touching limits,
+        # caches or the backend's own connection handling.
+        b = breakers or BreakerSettings()
+        self.auth_breaker = CircuitBreaker("authenticator", b.failures, b.cooldown)
+        self.source_breaker = CircuitBreaker("account source", b.failures, b.cooldown)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Provisioner:
@@ -61,7 +72,8 @@ class Provisioner:
         # attempt counters never evict each other.
         cache_store = store if settings.state.backend == "redis" else settings.state.build()
         return cls(settings.authenticator, settings.source, settings.mapping,
-                   settings.server.deadline, guard, ResponseCache(cache_store, settings.cache))
+                   settings.server.deadline, guard, ResponseCache(cache_store, settings.cache),
+                   settings.breakers)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Provisioner]:
@@ -76,6 +88,10 @@ class Provisioner:
             yield self
 
     async def provision(self, credentials: Credentials) -> bytes:
+        for breaker in (self.auth_breaker, self.source_breaker):
+            if breaker.state == OPEN:  # a peek: half-open probing happens in the fetch below
+                METRICS.inc("bridge_breaker_refusals_total")
+                breaker.check()
         attempt = self.guard.attempt(credentials)
         if await self.guard.recently_failed(attempt):
             raise AuthenticationFailed(f"user {credentials.username!r}: same password failed "
@@ -101,11 +117,13 @@ class Provisioner:
     async def _fetch_and_render(self, credentials: Credentials) -> bytes:
         try:
             async with asyncio.timeout(self.deadline):
-                identity = await self.authenticator.authenticate(credentials)
+                with self.auth_breaker.guard():
+                    identity = await self.authenticator.authenticate(credentials)
                 if identity is None:
                     raise AuthenticationFailed(
                         f"user {credentials.username!r}: invalid credentials")
-                accounts = await self.source.accounts(identity, credentials)
+                with self.source_breaker.guard():
+                    accounts = await self.source.accounts(identity, credentials)
         except TimeoutError:
             raise UpstreamTimeout(f"request deadline of {self.deadline}s exceeded") from None
         if not accounts:

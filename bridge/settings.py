@@ -38,6 +38,22 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class BreakerSettings:
+    """The gateway's own circuit breaker in front of each backend (any kind)."""
+
+    failures: int = 5       # consecutive outages (5xx-class errors) that open it; 0 = off
+    cooldown: float = 5.0   # seconds of immediate 503s before one probe is let through
+
+    @classmethod
+    def from_config(cls, cfg: Section) -> BreakerSettings:
+        d = cls()
+        settings = cls(cfg.int("failures", d.failures, min=0),
+                       cfg.float("cooldown", d.cooldown, min=0.1, max=3600))
+        cfg.done()
+        return settings
+
+
+@dataclass(frozen=True)
 class Settings:
     authenticator: Authenticator
     source: AccountSource
@@ -48,6 +64,7 @@ class Settings:
     state: StateSettings = field(default_factory=StateSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
+    breakers: BreakerSettings = field(default_factory=BreakerSettings)
     origin: Path | None = None  # the file it came from; None for the embedded demo
     demo: bool = False
 
@@ -82,6 +99,7 @@ def from_dict(data: dict, base_dir: Path, origin: Path | None = None) -> Setting
     state = StateSettings.from_config(root.table("state"))
     limits = LimitSettings.from_config(root.table("limits"))
     cache = CacheSettings.from_config(root.table("cache"))
+    breakers = BreakerSettings.from_config(root.table("breaker"))
     authenticator = build_authenticator(root.table("auth", required=True))
     source = build_source(root.table("source", required=True))
     mapping = ConfigMapping.from_config(root.table("mapping", required=True))
@@ -90,7 +108,7 @@ def from_dict(data: dict, base_dir: Path, origin: Path | None = None) -> Setting
         raise ConfigError(root.problems)
     assert authenticator is not None and source is not None
     return Settings(authenticator, source, mapping, server, query, errors, state, limits, cache,
-                    origin)
+                    breakers, origin)
 
 
 def _server(cfg: Section) -> ServerSettings:

@@ -15,6 +15,7 @@ from bridge.guard import Guard, LimitSettings
 from bridge.mapping import ConfigMapping
 from bridge.models import Account, Credentials, Identity
 from bridge.provision import Provisioner
+from bridge.settings import BreakerSettings
 from bridge.sources import AccountSource
 from bridge.state import MemoryStore
 
@@ -48,11 +49,13 @@ class OneAccount(AccountSource):
         return [Account({})]
 
 
-def provisioner(auth: Authenticator, cache: bool = False, **limits: float) -> Provisioner:
+def provisioner(auth: Authenticator, cache: bool = False, breaker: BreakerSettings | None = None,
+                **limits: float) -> Provisioner:
     store = MemoryStore()
     guard = Guard(store, LimitSettings(**limits), b"k" * 32)
     return Provisioner(auth, OneAccount(), MAPPING, 5.0, guard,
-                       ResponseCache(store, CacheSettings(enabled=cache, ttl=60)))
+                       ResponseCache(store, CacheSettings(enabled=cache, ttl=60)),
+                       breaker or BreakerSettings(failures=0))
 
 
 def creds(user: str, password: str, client: str = "192.0.2.1") -> Credentials:
@@ -243,3 +246,26 @@ def test_ipv6_clients_are_counted_per_64():
     b = guard.attempt(creds("u", "p", client="2001:db8:1:2:ffff::9"))
     c = guard.attempt(creds("u", "p", client="2001:db8:1:3::1"))
     assert a.addr == b.addr != c.addr
+
+
+async def test_dead_backend_is_answered_by_the_gateway_breaker():
+    auth = CountingAuthenticator({"alice": "right"}, down=True)
+    p = provisioner(auth, breaker=BreakerSettings(failures=3, cooldown=0.2))
+    results = [await outcome(p, creds(f"u{i}", "pw")) for i in range(20)]
+    assert results[:3] == ["UpstreamUnavailable"] * 3
+    assert results[3:] == ["CircuitOpen"] * 17      # a 503 too, without a backend call
+    assert auth.calls == 3
+    auth.down = False
+    await asyncio.sleep(0.25)                        # cool-down over: one probe goes through
+    assert await outcome(p, creds("alice", "right")) == "ok"
+    assert await outcome(p, creds("alice", "right")) == "ok"
+    assert auth.calls == 5
+
+
+async def test_wrong_passwords_do_not_open_the_breaker():
+    auth = CountingAuthenticator({"alice": "right"})
+    p = provisioner(auth, breaker=BreakerSettings(failures=2, cooldown=60),
+                    username_failures=100, backoff_base=0)
+    for i in range(10):
+        assert await outcome(p, creds("alice", f"wrong{i}")) == "AuthenticationFailed"
+    assert await outcome(p, creds("alice", "right")) == "ok"
