@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -91,6 +92,13 @@ class StrictTransportSecurityMiddleware:
 HSTS = (b"strict-transport-security", b"max-age=31536000")
 
 
+# With a thousand requests in flight the default thresholds (700, 10, 10) made the
+# collector run full passes over ~a million objects every second or so: a quarter of
+# the CPU and pauses of ~100 ms. Requests free almost everything by reference counting;
+# rarer young collections and much rarer full ones cost little memory.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
 def create_app(settings: Settings) -> Starlette:
     policy: ErrorPolicy = settings.errors
     provisioner = Provisioner.from_settings(settings)
@@ -133,6 +141,12 @@ def create_app(settings: Settings) -> Starlette:
         watcher = asyncio.create_task(watch_event_loop())
         try:
             async with provisioner.running():
+                # Everything alive now (modules, settings, pools) lives as long as the
+                # process: keep it out of the collector's full passes, which otherwise
+                # held the event loop for up to ~12 ms under load.
+                gc.collect()
+                gc.freeze()
+                gc.set_threshold(*GC_THRESHOLDS)
                 yield
         finally:
             watcher.cancel()
