@@ -8,6 +8,13 @@ While open, `check()` raises `CircuitOpen` at once: the phone gets its 503 in
 microseconds instead of after a timeout, and a struggling upstream gets a
 rest. It knows nothing about HTTP, so an LDAP or SQL backend can use it the
 same way. asyncio only: state changes happen between awaits, no locks.
+
+What counts: an UpstreamError is a failure, unless the backend marked it
+`answered(...)`: the upstream did answer, but the answer is no use for this
+one request (a status that is wrong for this user, a body that does not
+parse). That is this user's 503, and a success for every breaker it passes
+through (the backend's own and the gateway's), so that one user the upstream
+does not like can never get everyone a CircuitOpen.
 """
 
 from __future__ import annotations
@@ -15,13 +22,32 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from bridge.errors import UpstreamError, UpstreamUnavailable
 
 logger = logging.getLogger("bridge.breaker")
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
+
+E = TypeVar("E", bound=BaseException)
+_ANSWERED: weakref.WeakSet[BaseException] = weakref.WeakSet()
+
+
+def answered(exc: E) -> E:
+    """Mark `exc`: the upstream answered, the answer is only unusable for this request.
+
+    Breakers record a success for it, not a failure. Returns `exc`, so
+    `raise answered(UpstreamUnavailable(...))` reads as one statement.
+    """
+    _ANSWERED.add(exc)
+    return exc
+
+
+def is_answered(exc: BaseException) -> bool:
+    return exc in _ANSWERED
 
 
 class CircuitOpen(UpstreamUnavailable):
@@ -93,12 +119,16 @@ class CircuitBreaker:
 
     @contextlib.contextmanager
     def guard(self) -> Iterator[None]:
-        """check(), then record the outcome: an UpstreamError is a failure, a result a success."""
+        """check(), then record the outcome: an UpstreamError is a failure (unless it is
+        marked `answered`), a result a success, anything else no verdict."""
         self.check()
         try:
             yield
-        except UpstreamError:
-            self.failure()
+        except UpstreamError as exc:
+            if is_answered(exc):
+                self.success()
+            else:
+                self.failure()
             raise
         except BaseException:
             self.abandon()

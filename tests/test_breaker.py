@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from bridge.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, CircuitOpen
+from bridge.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, CircuitOpen, answered
 from bridge.errors import UpstreamTimeout, UpstreamUnavailable
 
 
@@ -132,3 +132,30 @@ def test_an_open_circuit_answers_in_microseconds(breaker):
             breaker.check()
     per_call = (time.perf_counter() - start) / 1000
     assert per_call < 0.001
+
+
+def test_an_answered_error_is_a_success_not_a_failure(breaker):
+    """The upstream answered, just not usefully for this user: never everyone's CircuitOpen."""
+    for _ in range(10):
+        with pytest.raises(UpstreamUnavailable), breaker.guard():
+            raise answered(UpstreamUnavailable("HTTP 200, not valid JSON"))
+    assert breaker.state == CLOSED and breaker.failures == 0
+    fail(breaker, 2)
+    with pytest.raises(UpstreamUnavailable), breaker.guard():
+        raise answered(UpstreamUnavailable("HTTP 400"))
+    assert breaker.failures == 0  # it answered: the run of failures is over
+
+
+def test_an_answered_probe_closes_the_circuit(breaker, clock):
+    fail(breaker, 3)
+    clock.now += 10
+    with pytest.raises(UpstreamUnavailable), breaker.guard():
+        raise answered(UpstreamUnavailable("odd answer for this one user"))
+    assert breaker.state == CLOSED
+
+
+def test_answered_marks_that_one_exception_only(breaker):
+    marked = UpstreamUnavailable("x")
+    assert answered(marked) is marked  # for `raise answered(...)`
+    fail(breaker, 3)  # fresh, unmarked errors of the same class still count
+    assert breaker.state == OPEN

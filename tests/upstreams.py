@@ -6,6 +6,11 @@ a JSON login, a form login (WHMCS-like), an HTTP Basic login, an OAuth2 token
 endpoint and account APIs whose misbehaviour is chosen by the user name. Every
 request it gets is recorded raw (method, raw path, query string, headers,
 body), so tests assert what the upstream actually RECEIVED.
+
+`RawServer` is below HTTP: a TCP listener that answers garbage, closes the
+connection, cuts a body short or never answers, chosen per request
+(`misbehave` picks it from the `user=` query parameter). `leaks` finds a
+secret in a text in any encoding it could have been logged in.
 """
 
 from __future__ import annotations
@@ -14,15 +19,17 @@ import asyncio
 import base64
 import contextlib
 import json
+import re
+import socket
 import ssl
 import threading
 import time
 import tomllib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, quote, quote_plus, unquote
 
 import trustme
 import uvicorn
@@ -149,10 +156,15 @@ def portal_app(state: PortalState) -> Any:
             return Response("oops", 500)
         if user == "login-slow":
             await asyncio.sleep(3)
-        if user == "login-garbage":
+        if isinstance(user, str) and user.startswith("login-garbage"):
             return Response("<html>maintenance</html>", 200, media_type="text/html")
         if user == "login-no-token":
             return JSONResponse({"success": True, "data": {"user": _session("alice")}})
+        if isinstance(user, str) and user.startswith("login-rejected"):  # names it refuses
+            return JSONResponse({"error": "email is not valid"}, 400)
+        if user == "login-reshaped":  # an API that changed shape: no "success" any more
+            return JSONResponse({"status": "ok", "data": {"user": _session("alice"),
+                                                          "token": "tok-reshaped"}})
         if not _login_ok(user, password):
             return JSONResponse({"success": False, "error": "invalid"}, 401)
         response = JSONResponse({"success": True, "data": {
@@ -253,6 +265,8 @@ def portal_app(state: PortalState) -> Any:
                             media_type="application/json")
         if user == "ghost":
             return JSONResponse({"error": "no such customer"}, 404)
+        if user == "refused":  # the API does not accept this customer's request
+            return JSONResponse({"error": "invalid customer"}, 400)
         if user == "huge":
             return JSONResponse({"data": {"accounts": accounts_of("bob"),
                                           "padding": "x" * 200_000}})
@@ -333,6 +347,105 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class RawServer:
+    """A TCP server on 127.0.0.1 that misbehaves below HTTP.
+
+    `behave(head)` gets each request's head (up to the blank line) and returns
+    the bytes to send before closing the connection (b"": close at once), or
+    None to never answer (the connection is held until stop()). `heads` keeps
+    every request head received.
+    """
+
+    def __init__(self, behave: Callable[[bytes], bytes | None]) -> None:
+        self.behave = behave
+        self.heads: list[bytes] = []
+        self._listener: socket.socket | None = None
+        self._held: list[socket.socket] = []
+        self._stopped = threading.Event()
+
+    @property
+    def url(self) -> str:
+        assert self._listener is not None
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def start(self) -> RawServer:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.settimeout(0.1)
+        self._listener = listener
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while not self._stopped.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        head = b""
+        with contextlib.suppress(OSError):
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                head += chunk
+        self.heads.append(head.partition(b"\r\n\r\n")[0])
+        reply = self.behave(head)
+        if reply is None:
+            self._held.append(conn)
+            return
+        with contextlib.suppress(OSError):
+            conn.sendall(reply)
+        conn.close()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._listener is not None:
+            self._listener.close()
+        for conn in self._held:
+            conn.close()
+
+    def __enter__(self) -> RawServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+MISBEHAVIOUR = {
+    "malformed": b"garbage instead of HTTP\r\n\r\n",               # a bad status line
+    "bad-header": b"HTTP/1.1 200 OK\r\nX-Broken: \x00\r\n\r\n",     # an invalid header
+    "closer": b"",                                                     # closes, no answer
+    "truncated": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{",  # body cut short
+}
+
+
+def misbehave(head: bytes) -> bytes | None:
+    """What RawServer answers, chosen by the request's `user=` query parameter (None: never)."""
+    target = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b""
+    user = parse_qs(target.partition(b"?")[2].decode("latin-1")).get("user", [""])[0]
+    return MISBEHAVIOUR.get(user)
+
+
+def leaks(text: str, secret: str) -> list[str]:
+    """Each form of `secret` found in `text`: as typed, percent-/plus-/JSON-/repr-encoded in
+    UTF-8 or Latin-1, and any run of 6+ letters or digits of it (which every encoding keeps)."""
+    forms = {secret, json.dumps(secret)[1:-1], repr(secret.encode())[2:-1]}
+    for encoding in ("utf-8", "latin-1"):
+        with contextlib.suppress(UnicodeEncodeError):
+            for form in (quote(secret, safe="", encoding=encoding),
+                         quote_plus(secret, safe="", encoding=encoding)):
+                forms |= {form, form.lower()}
+    forms |= {run for run in re.findall(r"[A-Za-z0-9]+", secret) if len(run) >= 6}
+    return sorted(form for form in forms if form in text)
 
 
 @dataclass

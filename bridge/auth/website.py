@@ -10,14 +10,32 @@
 
 What the answer means (first match wins):
 
-* a status in `failure_status` (default [401, 403]): wrong credentials -> None;
-* a status outside `success_status` (default: any 2xx), 5xx, 429, a timeout
-  or a malformed body: an outage -> UpstreamUnavailable / UpstreamTimeout;
-* `success_field` given (dotted path or JSON Pointer) and its value is absent
-  or differs from `success_value` (default true; compared as text, so
-  "true" == true, and XML answers work): wrong credentials -> None;
+* 5xx, 429, a timeout, no connection: an outage -> UpstreamUnavailable /
+  UpstreamTimeout, counted by the circuit breaker;
+* a status in `failure_status` (default [401, 403]): wrong credentials -> None.
+  403 is in the default because portals do use it for a refused login; a WAF
+  or proxy in front of the portal that answers 403 would then read as a wrong
+  password too (take 403 out of failure_status if that can happen);
+* any other 4xx (outside `success_status`): the portal refuses this login
+  (a name it does not accept, an unknown user) -> None, logged at info with
+  the status. Not an outage: one odd name must not open the circuit for all;
+* another status outside `success_status` (default: any 2xx, e.g. a redirect
+  that is not followed): an outage for this request -> UpstreamUnavailable;
+* `success_field` given (dotted path or JSON Pointer): its value differing
+  from `success_value` (default true; compared as text, so "true" == true,
+  and XML answers work) is wrong credentials -> None; the field ABSENT (or an
+  object/list), or a body that does not parse, is an outage ->
+  UpstreamUnavailable: an API that changed shape must not tell every user
+  "wrong password" (the gateway remembers failed passwords for a while);
 * otherwise an Identity: `username_field` (else the name as typed),
   `groups_field`, and `[auth.attributes]` name = path.
+
+Answers the portal gave (any status below 500 but 429, parsable or not) never
+count toward the circuit breaker; see bridge.upstream.http.
+
+`{login.password}` may not be in the url path, nor in [query] unless
+`allow_password_in_query = true` (the portal's and every proxy's access log
+would keep it): prefer [json], [form] or basic_auth.
 
 A name that cannot be sent safely (a "." or ".." path segment, a line break
 in a header, a ':' with basic_auth) is a wrong password, without asking.
@@ -152,14 +170,21 @@ class WebsiteAuthenticator(Authenticator):
         if reply.status in self.failure_status:
             return None
         if reply.status not in self.success_status:
+            if 400 <= reply.status < 500:  # 429 never gets here: it is an outage
+                logger.info("%s: HTTP %d for a login, taken as invalid credentials",
+                            name, reply.status)
+                return None
             raise UpstreamUnavailable(f"{name}: unexpected HTTP {reply.status} for a login")
         wants_body = (self.success_field or self.username_field or self.groups_field
                       or self.attributes or self.token_field)
         document = reply.document() if wants_body else None
         if self.success_field is not None:
             value = documents.select(document, self.success_field)
-            if documents.scalar(value) is None or \
-                    text_of(documents.scalar(value)) != text_of(self.success_value):
+            if value is documents.MISSING or isinstance(value, dict | list):
+                raise UpstreamUnavailable(f"{name}: HTTP {reply.status} without success_field "
+                                          f"{self.success_field!r} (has the API changed?)")
+            found = documents.scalar(value)
+            if found is None or text_of(found) != text_of(self.success_value):
                 return None
         username = credentials.username
         if self.username_field is not None:

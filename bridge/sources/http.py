@@ -13,10 +13,15 @@
     type = "bearer"                   # token / token_env / token_file
 
 What the answer means: a status in `not_found_status` (default [404]) is "no
-account"; 2xx is parsed (JSON, or XML, see bridge.upstream.documents); any
-other status is an outage (401/403 mean *our* credentials were refused).
-At `accounts_path` a list is one account per item, an object is one account,
-and null or [] is no account; a path that is absent is a malformed answer
+account"; 2xx is parsed (JSON, or XML, see bridge.upstream.documents); 5xx,
+429, timeouts and connection failures are an outage (503, counted by the
+circuit breaker); any other 4xx (401/403: our credentials or the user's
+session were refused; 400/422: the API does not accept this request) is an
+InternalError, a 500 for this user that the breaker does not count, so one
+user the API refuses never shuts everyone out; another status (an unfollowed
+redirect) or a body that does not parse is a 503 for this request, also not
+counted. At `accounts_path` a list is one account per item, an object is one
+account, and null or [] is no account; a path that is absent is a malformed answer
 (an API that changed shape must not tell every user "no account"). Without
 [source.fields], an account's fields are its top-level text, number and
 true/false values; with it, exactly the listed ones (absent ones are left
@@ -33,6 +38,10 @@ Authentication towards the API ([source.auth] type = ...):
              client_secret(_env/_file), scope, token_auth_method
              ("client_secret_basic" or "client_secret_post"); the token is
              cached until 60 s before it expires, and dropped after a 401.
+             Token fetches go through the API's circuit breaker: a dead or
+             refusing token endpoint opens it like a dead API (503 at once),
+             and requests that queued behind a failed fetch share its
+             failure instead of fetching again one after the other.
 Mutual TLS (client_cert/client_key) and the other connection keys are in
 bridge.upstream.http; they combine with any of these.
 """
@@ -49,8 +58,15 @@ from typing import Any
 
 import httpx
 
+from bridge.breaker import CircuitBreaker
 from bridge.config import Section
-from bridge.errors import InternalError, UpstreamTimeout, UpstreamUnavailable
+from bridge.errors import (
+    BridgeError,
+    InternalError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from bridge.mapping import MissingField
 from bridge.models import Account, Credentials, Identity, Scalar
 from bridge.sources import AccountSource
@@ -108,6 +124,8 @@ class OAuth2ClientCredentials:
         self.method = method
         self._lock: asyncio.Lock | None = None  # made in the running loop, on first use
         self._stale = False
+        self._fetches = 0  # fetch attempts that have ended, for requests waiting on the lock
+        self._failed: tuple[type[UpstreamError], str] | None = None  # the last one's failure
 
     def factory(self) -> Any:
         return partial(_authlib().AsyncOAuth2Client, client_id=self.client_id,
@@ -115,17 +133,32 @@ class OAuth2ClientCredentials:
                        token_endpoint=self.token_url, grant_type="client_credentials",
                        token_endpoint_auth_method=self.method)
 
-    async def auth(self, client: Any, name: str) -> httpx.Auth:
+    async def auth(self, client: Any, name: str, breaker: CircuitBreaker) -> httpx.Auth:
         """The client's token auth, after fetching a token if there is none or it expired.
 
         Token requests are bounded by the client's timeouts and the request's
-        deadline, but not counted by the circuit breaker (which judges the API).
+        deadline, and go through `breaker` (the API's): without a token the
+        API cannot be used, so a failing token endpoint opens it, and an open
+        circuit answers at once instead of trying the endpoint again. A
+        request that waited while a fetch failed gets that failure too.
         """
         if self._lock is None:
             self._lock = asyncio.Lock()
+        waited_for = self._fetches
         async with self._lock:  # one fetch when many requests find the token expired
+            if self._fetches != waited_for and self._failed is not None:
+                kind, detail = self._failed  # it failed while this request waited:
+                raise kind(detail)           # no new fetch, the same answer
             if client.token is None or self._stale or client.token.is_expired():
-                await self._fetch(client, name)
+                try:
+                    with breaker.guard():  # CircuitOpen at once while it is open
+                        await self._fetch(client, name)
+                except UpstreamError as exc:
+                    self._failed = (type(exc), exc.detail)
+                    self._fetches += 1
+                    raise
+                self._failed = None
+                self._fetches += 1
                 self._stale = False
         return client.token_auth
 
@@ -133,19 +166,23 @@ class OAuth2ClientCredentials:
         self._stale = True
 
     async def _fetch(self, client: Any, name: str) -> None:
+        """Raise UpstreamError, never chained to httpx/authlib errors (their texts name URLs)."""
         where = f"{name}: token endpoint"
+        failure: BridgeError | None = None
         try:
             token = await client.fetch_token(self.token_url, grant_type="client_credentials")
         except _authlib().OAuthError as exc:
-            raise UpstreamUnavailable(f"{where} refused the client: {exc.error}") from None
+            failure = UpstreamUnavailable(f"{where} refused the client: {exc.error}")
         except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"{where}: {describe_failure(exc)}") from exc
+            failure = UpstreamTimeout(f"{where}: {describe_failure(exc)}")
         except httpx.HTTPStatusError as exc:  # its str() names the URL
-            raise UpstreamUnavailable(f"{where}: HTTP {exc.response.status_code}") from None
+            failure = UpstreamUnavailable(f"{where}: HTTP {exc.response.status_code}")
         except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"{where}: {describe_failure(exc)}") from exc
+            failure = UpstreamUnavailable(f"{where}: {describe_failure(exc)}")
         except ValueError:
-            raise UpstreamUnavailable(f"{where}: malformed answer") from None
+            failure = UpstreamUnavailable(f"{where}: malformed answer")
+        if failure is not None:
+            raise failure  # outside the handlers: nothing is chained to it
         if not token.get("access_token"):
             raise UpstreamUnavailable(f"{where}: answer without access_token")
         logger.info("%s: fetched an OAuth2 token (expires in %ss)", name,
@@ -260,16 +297,19 @@ class HTTPSource(AccountSource):
                                 f"{identity.username!r}") from None
         auth = self.auth
         if isinstance(auth, OAuth2ClientCredentials):
-            auth = await self.auth.auth(self.upstream.client, name)
-        return await self.upstream.call(prepared, self._accounts, auth)
+            auth = await auth.auth(self.upstream.client, name, self.upstream.breaker)
+        return await self.upstream.call(prepared, partial(self._accounts, identity), auth)
 
-    def _accounts(self, reply: Reply) -> list[Account]:
+    def _accounts(self, identity: Identity, reply: Reply) -> list[Account]:
         name = self.upstream.name
         if reply.status in self.not_found_status:
             return []
         if not 200 <= reply.status < 300:
             if reply.status == 401 and isinstance(self.auth, OAuth2ClientCredentials):
                 self.auth.invalidate()
+            if 400 <= reply.status < 500:  # 429 never gets here: it is an outage
+                raise InternalError(f"{name}: unexpected HTTP {reply.status} for user "
+                                    f"{identity.username!r}")
             raise UpstreamUnavailable(f"{name}: unexpected HTTP {reply.status}")
         document = reply.document()
         found = documents.select(document, self.accounts_path)

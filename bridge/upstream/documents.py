@@ -118,15 +118,20 @@ def parse(content: bytes, content_type: str) -> Any:
     try:
         return json.loads(content)
     except (ValueError, RecursionError) as exc:
-        raise Malformed(f"not valid JSON ({type(exc).__name__})") from None
+        why = type(exc).__name__
+    # Raised outside the handler: the parser's message (which quotes the body) is not chained.
+    raise Malformed(f"not valid JSON ({why})")
 
 
 def parse_xml(content: bytes) -> Any:
     parser = etree.XMLParser(**_XML_PARSER_OPTIONS)
+    failed: str | None = None
     try:
         root = etree.fromstring(content, parser)
     except etree.XMLSyntaxError as exc:
-        raise Malformed(f"not well-formed XML (line {exc.lineno})") from None
+        failed = f"not well-formed XML (line {exc.lineno})"
+    if failed is not None:
+        raise Malformed(failed)
     if root is None:
         raise Malformed("empty XML document")
     if root.getroottree().docinfo.doctype:

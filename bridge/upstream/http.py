@@ -7,7 +7,7 @@ Keys read from the backend's table (next to url, method, ...):
     retries = 1                # extra attempts, only when no connection could be made
     max_bytes = 1048576        # larger answers are refused, and not read past the limit
     follow_redirects = false   # true: up to 3 hops, each to the same scheme, host and port
-    ca_file = "ca.pem"         # trust this CA bundle instead of the default (certifi)
+    ca_file = "ca.pem"         # trust this CA bundle instead of the system's trust store
     client_cert = "client.pem" # mutual TLS: certificate (chain) ...
     client_key = "client.key"  # ... and its unencrypted key
     allow_http = false         # plain http:// is only accepted to loopback unless true
@@ -19,17 +19,24 @@ even a POST is safe to resend; a read timeout, a 4xx or a 5xx is final. They
 run inside the request's overall deadline (the Provisioner's asyncio.timeout
 cancels them like anything else).
 
-Failures become UpstreamTimeout / UpstreamUnavailable with the upstream's name
-and the exception class only: httpx messages can carry the URL, whose query
-may hold a password, so str(exc) never reaches a message. Cookies are never
-stored: the client is shared by all users.
+The circuit breaker judges whether the upstream is up, not what it says about
+one user: connection failures, timeouts, a broken HTTP exchange, 5xx and 429
+count as failures; any other complete answer is a success for the breaker,
+even when it is useless for this user (a 4xx, a body that does not parse, an
+answer over max_bytes, a refused redirect). One user the upstream does not
+like must never get everyone a CircuitOpen.
+
+Failures become UpstreamTimeout / UpstreamUnavailable with the upstream's name,
+the exception class and a secret-free reason (errno name, TLS reason) only:
+httpx and aiohttp messages can carry the URL, whose query may hold a password,
+so their text never reaches a message, and no exception leaving this package
+chains them (__cause__ / __context__), so no logged traceback shows them
+either. Cookies are never stored: the client is shared by all users.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import ipaddress
 import logging
 import ssl
 from collections.abc import Callable
@@ -37,15 +44,21 @@ from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, TypeVar
 
-import certifi
 import httpx
 
-from bridge.breaker import CircuitBreaker
+from bridge.breaker import CircuitBreaker, answered
 from bridge.config import Section, describe
-from bridge.errors import BridgeError, InternalError, UpstreamTimeout, UpstreamUnavailable
+from bridge.errors import (
+    BridgeError,
+    InternalError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from bridge.net import client_tls_context, is_loopback
 from bridge.upstream import documents
 from bridge.upstream.templates import Prepared, URLTemplate
-from bridge.upstream.transport import AiohttpTransport
+from bridge.upstream.transport import AiohttpTransport, failure_reason, reason_of
 
 logger = logging.getLogger("bridge.upstream")
 
@@ -65,11 +78,16 @@ class Reply:
     content: bytes
 
     def document(self) -> Any:
-        """The body as JSON/XML data; a malformed body is an outage, not a result."""
+        """The body as JSON/XML data; a malformed body is an outage, not a result.
+
+        (Raised from the backend's interpretation, it is not counted by the
+        circuit breaker: the upstream did answer.)
+        """
         try:
             return documents.parse(self.content, self.headers.get("content-type", ""))
         except documents.Malformed as exc:
-            raise UpstreamUnavailable(f"{self.upstream}: HTTP {self.status}, {exc}") from None
+            why = str(exc)
+        raise answered(UpstreamUnavailable(f"{self.upstream}: HTTP {self.status}, {why}"))
 
 
 @dataclass(frozen=True)
@@ -117,7 +135,8 @@ def read_statuses(cfg: Section, key: str, default: tuple[int, ...]) -> frozenset
 
 
 def tls_context(cfg: Section) -> ssl.SSLContext | None:
-    """Verification always on; ca_file replaces the default bundle; client_cert/key add mTLS."""
+    """bridge.net's policy: verification always on, the system's trust store unless
+    ca_file replaces it, client_cert/client_key add mutual TLS."""
     paths = {key: cfg.path_value(key, None) for key in ("ca_file", "client_cert", "client_key")}
     given = {key: path for key, path in paths.items() if key in cfg}
     if "client_key" in given and "client_cert" not in given:
@@ -125,14 +144,17 @@ def tls_context(cfg: Section) -> ssl.SSLContext | None:
         return None
     if not all(path.is_file() for path in given.values()):
         return None  # path_value has reported it
+    files = {key: str(path) for key, path in given.items()}
+    ca_file = files.get("ca_file")
     try:
-        context = ssl.create_default_context(cafile=str(given.get("ca_file", certifi.where())))
+        context = client_tls_context(ca_file, verify=True)
     except (OSError, ssl.SSLError) as exc:
         cfg.problem("ca_file", f"cannot load the CA bundle: {describe_failure(exc)}")
         return None
     if "client_cert" in given:
         try:
-            context.load_cert_chain(given["client_cert"], given.get("client_key"))
+            context = client_tls_context(ca_file, verify=True, client_cert=files["client_cert"],
+                                         client_key=files.get("client_key"))
         except (OSError, ssl.SSLError) as exc:
             cfg.problem("client_cert", f"cannot load the certificate and key: "
                                        f"{describe_failure(exc)}")
@@ -141,33 +163,19 @@ def tls_context(cfg: Section) -> ssl.SSLContext | None:
 
 def check_scheme(cfg: Section, key: str, url: httpx.URL, allow_http: bool) -> None:
     """Passwords and tokens go over TLS, except to a service on this very machine."""
-    if url.scheme == "http" and not allow_http and not _loopback(url.host):
+    if url.scheme == "http" and not allow_http and not is_loopback(url.host):
         cfg.problem(key, f"plain http:// to {url.host} would send credentials unencrypted; "
                          "use https://, or set allow_http = true")
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def describe_failure(exc: BaseException) -> str:
-    """The exception class, plus a secret-free reason (errno name, TLS reason) when there is one."""
-    reason = ""
-    seen: BaseException | None = exc
-    while seen is not None and not reason:
-        # aiohttp wraps the real TLS error in certificate_error
-        seen = getattr(seen, "certificate_error", None) or seen
-        if isinstance(seen, ssl.SSLError) and getattr(seen, "reason", None):
-            reason = f"TLS {seen.reason}"
-        elif isinstance(seen, OSError) and isinstance(seen.errno, int) and seen.errno:
-            reason = errno.errorcode.get(seen.errno, str(seen.errno))
-        # aiohttp keeps the underlying socket/TLS error in os_error, not in the chain
-        seen = seen.__cause__ or seen.__context__ or getattr(seen, "os_error", None)
+    """The exception class, plus a secret-free reason (errno name, TLS reason) when there is one.
+
+    Errors from the transport carry their reason (their aiohttp cause is not
+    kept); for others (a CA file that does not load) it is dug out of the
+    exception and what it wraps. Never the exception's text.
+    """
+    reason = reason_of(exc) or failure_reason(exc)
     return f"{type(exc).__name__} ({reason})" if reason else type(exc).__name__
 
 
@@ -190,7 +198,7 @@ class Upstream:
             timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout,
                                   pool=s.read_timeout),
             transport=AiohttpTransport(
-                s.ssl_context or ssl.create_default_context(cafile=certifi.where()),
+                s.ssl_context or client_tls_context(verify=True),
                 s.max_connections),
             follow_redirects=False,  # followed by hand below, one checked hop at a time
             trust_env=False,         # no proxies or .netrc credentials from the environment
@@ -209,16 +217,25 @@ class Upstream:
 
     async def call(self, prepared: Prepared, interpret: Callable[[Reply], T],
                    auth: httpx.Auth | None = None) -> T:
-        """Send, then `interpret` the reply, both under the circuit breaker.
+        """Send under the circuit breaker, then `interpret` the reply.
 
-        `interpret` decides what the answer means; when it raises an
-        UpstreamError (a malformed body, an unexpected status) that counts as
-        a failure of the upstream like a timeout does.
+        The breaker counts only what says the upstream is down for everyone
+        (no connection, a timeout, a broken exchange, 5xx, 429). An answer it
+        gave is a success for the breaker, whatever `interpret` makes of it:
+        an UpstreamError from `interpret` (a status that is wrong for this
+        user, a body that does not parse) is marked `answered`, so the
+        gateway's own breaker does not count it either.
         """
         with self.breaker.guard():
-            return interpret(await self._exchange(prepared, auth))
+            reply = await self._exchange(prepared, auth)
+        try:
+            return interpret(reply)
+        except UpstreamError as exc:
+            answered(exc)
+            raise
 
     async def _exchange(self, prepared: Prepared, auth: httpx.Auth | None) -> Reply:
+        """The reply; raise UpstreamError (an unusable answer is raised marked `answered`)."""
         if self.client is None:
             raise InternalError(f"{self.name}: used before start()")
         request = self.client.build_request(prepared.method, prepared.url,
@@ -234,55 +251,67 @@ class Upstream:
             finally:
                 await response.aclose()
             request = self._next_hop(request, response)
-        raise UpstreamUnavailable(f"{self.name}: more than {MAX_REDIRECTS} redirects")
+        raise answered(UpstreamUnavailable(f"{self.name}: more than {MAX_REDIRECTS} redirects"))
 
     async def _send(self, request: httpx.Request, auth: httpx.Auth | None) -> httpx.Response:
         assert self.client is not None
         attempt = 0
         while True:
+            failure: BridgeError | None = None
             try:
                 return await self.client.send(request, auth=auth, stream=True)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if attempt >= self.settings.retries:
-                    raise self._mapped(exc) from exc
-                attempt += 1
-                logger.warning("%s: %s, retry %d of %d", self.name, describe_failure(exc),
-                               attempt, self.settings.retries)
-                await asyncio.sleep(RETRY_BACKOFF * attempt)
+                    failure = self._mapped(exc)
+                else:
+                    attempt += 1
+                    logger.warning("%s: %s, retry %d of %d", self.name, describe_failure(exc),
+                                   attempt, self.settings.retries)
             except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
-                raise self._mapped(exc) from _safe_cause(exc)
+                failure = self._mapped(exc)
+            if failure is not None:
+                raise failure  # outside the handler: nothing of the request is chained to it
+            await asyncio.sleep(RETRY_BACKOFF * attempt)
 
     async def _read(self, response: httpx.Response) -> bytes:
         limit = self.settings.max_bytes
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise UpstreamUnavailable(f"{self.name}: answer of {declared} bytes is over "
-                                      f"max_bytes = {limit}")
+            raise answered(UpstreamUnavailable(f"{self.name}: answer of {declared} bytes is "
+                                               f"over max_bytes = {limit}"))
         chunks: list[bytes] = []
         size = 0
+        failure: BridgeError | None = None
         try:
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > limit:
-                    raise UpstreamUnavailable(f"{self.name}: answer is over max_bytes = "
-                                              f"{limit}, stopped reading")
+                    raise answered(UpstreamUnavailable(f"{self.name}: answer is over "
+                                                       f"max_bytes = {limit}, stopped reading"))
                 chunks.append(chunk)
         except (httpx.HTTPError, httpx.StreamError) as exc:
-            raise self._mapped(exc) from _safe_cause(exc)
+            failure = self._mapped(exc)
+        if failure is not None:
+            raise failure  # outside the handler: nothing of the request is chained to it
         return b"".join(chunks)
 
     def _next_hop(self, request: httpx.Request, response: httpx.Response) -> httpx.Request:
         assert self.client is not None
-        try:
-            url = request.url.join(response.headers["location"])
-        except (KeyError, httpx.InvalidURL):
-            raise UpstreamUnavailable(f"{self.name}: HTTP {response.status_code} without a "
-                                      "usable Location") from None
+        location = response.headers.get("location")
+        url: httpx.URL | None = None
+        if location is not None:
+            try:
+                url = request.url.join(location)
+            except httpx.InvalidURL:
+                url = None
+        if url is None:
+            raise answered(UpstreamUnavailable(f"{self.name}: HTTP {response.status_code} "
+                                               "without a usable Location"))
         if (url.scheme, url.host, url.port) != (self.origin.scheme, self.origin.host,
                                                 self.origin.port):
             # Only the host is named: the Location may carry anything in its query.
-            raise UpstreamUnavailable(f"{self.name}: redirect to another host refused "
-                                      f"({url.scheme}://{url.host})")
+            raise answered(UpstreamUnavailable(f"{self.name}: redirect to another host "
+                                               f"refused ({url.scheme}://{url.host})"))
         headers = httpx.Headers(request.headers)
         del headers["host"]
         method, content = request.method, request.content
@@ -294,6 +323,7 @@ class Upstream:
         return self.client.build_request(method, url, headers=headers, content=content or None)
 
     def _mapped(self, exc: Exception) -> BridgeError:
+        """Class and secret-free reason only: httpx texts can name the URL."""
         what = describe_failure(exc)
         if isinstance(exc, httpx.TimeoutException):
             return UpstreamTimeout(f"{self.name}: {what}")
@@ -301,10 +331,3 @@ class Upstream:
                       | httpx.InvalidURL | httpx.StreamError):
             return InternalError(f"{self.name}: {what}, the request could not be sent")
         return UpstreamUnavailable(f"{self.name}: {what}")
-
-
-def _safe_cause(exc: Exception) -> Exception | None:
-    """Keep the chain (and its traceback in the log) unless the message may echo our request."""
-    if isinstance(exc, httpx.LocalProtocolError | httpx.UnsupportedProtocol | httpx.InvalidURL):
-        return None
-    return exc

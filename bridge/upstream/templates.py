@@ -12,6 +12,10 @@
 Placeholders are those of the mapping (`{login.username}`, `{identity.x}`),
 minus what a backend cannot know yet (a login request has no identity).
 
+`{login.password}` is refused in the url path and, unless
+`allow_password_in_query = true`, in [query]: a query string is written to
+the access logs of the server and of every proxy in between.
+
 The URL is where injection would hurt, so it is the strictest: scheme, host
 and port are literal (user input can never choose where a request goes), the
 literal query holds no placeholders (use `query`), and a path placeholder is
@@ -63,6 +67,10 @@ def text_of(value: Scalar) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _is_password(part: str | Field) -> bool:
+    return isinstance(part, Field) and part.scope == "login" and part.name == "password"
 
 
 def compile_template(text: str, scopes: tuple[str, ...]) -> Parts:
@@ -127,8 +135,7 @@ class URLTemplate:
         if path and not path.startswith("/"):
             raise ValueError("the path must start with '/'")
         parts = compile_template(path[1:], scopes)
-        if any(isinstance(p, Field) and p.scope == "login" and p.name == "password"
-               for p in parts):
+        if any(_is_password(p) for p in parts):
             raise ValueError("{login.password} must not be in the url path (it would end up "
                              "in access logs); use the body or basic_auth")
         segments: list[list[str | Field]] = [[]]
@@ -191,6 +198,14 @@ class RequestTemplate:
                 cfg.problem("url", str(exc))
         method = cfg.str("method", default_method, choices=("GET", "POST"))
         query = _templates(cfg, "query", scopes)
+        if not cfg.bool("allow_password_in_query", False):
+            for name, parts in query:
+                if any(_is_password(p) for p in parts):
+                    cfg.problem(f"query.{name}", "{login.password} in the query string ends up "
+                                "in the access logs of the server and of every proxy on the "
+                                "way; send it in the body ([json] or [form]) or with "
+                                "basic_auth, or set allow_password_in_query = true if the "
+                                "server accepts nothing else")
         headers = _templates(cfg, "headers", scopes)
         for name, parts in headers:
             if not HEADER_NAME.fullmatch(name):
@@ -213,6 +228,7 @@ class RequestTemplate:
 
     def prepare(self, values: Values) -> Prepared:
         """Fill the placeholders; raise UnsafeValue, or bridge.mapping.MissingField."""
+        unicode_error = False
         try:
             url = self.url.render(values)
             if self.query:
@@ -234,7 +250,10 @@ class RequestTemplate:
                                     quote_via=quote_plus).encode("ascii")
         except UnicodeEncodeError:
             # A lone surrogate (JSON allows "\ud800") cannot be sent as UTF-8 anywhere.
-            raise UnsafeValue("a value is not valid Unicode text") from None
+            # Raised below, outside the handler: the codec error holds the whole value.
+            unicode_error = True
+        if unicode_error:
+            raise UnsafeValue("a value is not valid Unicode text")
         return Prepared(self.method, url, headers, content)
 
     @property

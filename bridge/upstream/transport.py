@@ -11,12 +11,17 @@ What this transport guarantees, deliberately:
 * the URL goes out exactly as httpx encoded it (`encoded=True`: no requoting
   that could turn %3D back into '=' or otherwise reshape a path);
 * no cookies are kept (the client is shared by every user's requests);
-* errors are httpx's, carrying the exception class, never the URL (a query
-  string may hold a credential); the aiohttp error stays as `__cause__`.
+* errors are httpx's, and carry nothing from the request: aiohttp's own
+  exception texts contain the full URL (query included, where a password may
+  be), so they are dropped, not chained (no __cause__, no __context__). What
+  is kept is the secret-free reason, in the message and in `.reason`: the
+  aiohttp class plus an errno name ("ECONNREFUSED") or a TLS reason
+  ("CERTIFICATE_VERIFY_FAILED") when there is one.
 """
 
 from __future__ import annotations
 
+import errno
 import ssl
 from collections.abc import AsyncIterator
 
@@ -27,20 +32,82 @@ from yarl import URL
 _DROPPED = {b"content-length", b"transfer-encoding"}  # aiohttp frames the body itself
 
 
-def _mapped(exc: Exception) -> httpx.TransportError:
-    name = type(exc).__name__
+def failure_reason(exc: BaseException) -> str:
+    """An errno name or a TLS reason from `exc` or what it wraps; "" when there is none.
+
+    Only these symbolic names are taken, never an exception's text: texts can
+    quote the URL, a header or a piece of the answer.
+    """
+    seen: BaseException | None = exc
+    for _ in range(10):  # a chain is short; a cycle must not hang us
+        if seen is None:
+            break
+        # aiohttp wraps the real TLS error in certificate_error
+        seen = getattr(seen, "certificate_error", None) or seen
+        if isinstance(seen, ssl.SSLError) and getattr(seen, "reason", None):
+            return f"TLS {seen.reason}"
+        if isinstance(seen, OSError) and isinstance(seen.errno, int) and seen.errno:
+            return errno.errorcode.get(seen.errno, str(seen.errno))
+        # aiohttp keeps the underlying socket/TLS error in os_error, not in the chain
+        seen = seen.__cause__ or seen.__context__ or getattr(seen, "os_error", None)
+    return ""
+
+
+class Failure(httpx.TransportError):
+    """Mixed into every httpx error this transport raises: `reason` is safe to log."""
+
+    reason: str = ""
+
+
+class ConnectTimeout(Failure, httpx.ConnectTimeout):
+    pass
+
+
+class ReadTimeout(Failure, httpx.ReadTimeout):
+    pass
+
+
+class PoolTimeout(Failure, httpx.PoolTimeout):
+    pass
+
+
+class ConnectError(Failure, httpx.ConnectError):
+    pass
+
+
+class ReadError(Failure, httpx.ReadError):
+    pass
+
+
+class RemoteProtocolError(Failure, httpx.RemoteProtocolError):
+    pass
+
+
+def reason_of(exc: BaseException) -> str:
+    """The secret-free reason of an error raised here ("" for any other exception)."""
+    return exc.reason if isinstance(exc, Failure) else ""
+
+
+def _mapped(exc: BaseException) -> httpx.TransportError:
+    kind: type[Failure]
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return httpx.ConnectTimeout(name)
-    if isinstance(exc, aiohttp.SocketTimeoutError):
-        return httpx.ReadTimeout(name)
-    if isinstance(exc, aiohttp.ServerTimeoutError | TimeoutError):
-        return httpx.PoolTimeout(name)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return httpx.ConnectError(name)
-    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError
-                  | aiohttp.ClientOSError):
-        return httpx.ReadError(name)
-    return httpx.RemoteProtocolError(name)
+        kind = ConnectTimeout
+    elif isinstance(exc, aiohttp.SocketTimeoutError):
+        kind = ReadTimeout
+    elif isinstance(exc, aiohttp.ServerTimeoutError | TimeoutError):
+        kind = PoolTimeout
+    elif isinstance(exc, aiohttp.ClientConnectorError):
+        kind = ConnectError
+    elif isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError
+                    | aiohttp.ClientOSError):
+        kind = ReadError
+    else:
+        kind = RemoteProtocolError
+    reason = failure_reason(exc)
+    name = type(exc).__name__
+    mapped = kind(f"{name} ({reason})" if reason else name)
+    mapped.reason = reason
+    return mapped
 
 
 class _Body(httpx.AsyncByteStream):
@@ -48,11 +115,18 @@ class _Body(httpx.AsyncByteStream):
         self._response = response
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.content.iter_chunked(65536):
-                yield chunk
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _mapped(exc) from exc
+        chunks = self._response.content.iter_chunked(65536)
+        while True:
+            failure = None
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                failure = _mapped(exc)
+            if failure is not None:
+                raise failure  # outside the handler: aiohttp's error is not its __context__
+            yield chunk
 
     async def aclose(self) -> None:
         # A fully read body gives the connection back to the pool; otherwise close it.
@@ -82,6 +156,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         headers = [(k.decode("latin-1"), v.decode("latin-1"))
                    for k, v in request.headers.raw if k.lower() not in _DROPPED]
         body = await request.aread()
+        failure = None
         try:
             response = await self._session.request(
                 request.method, URL(str(request.url), encoded=True), headers=headers,
@@ -91,7 +166,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                                               connect=timeout.get("pool")),
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _mapped(exc) from exc
+            failure = _mapped(exc)
+        if failure is not None:
+            raise failure  # outside the handler: aiohttp's error is not its __context__
         return httpx.Response(
             response.status, headers=response.raw_headers, stream=_Body(response),
             request=request,

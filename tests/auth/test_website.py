@@ -4,24 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import traceback
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
 
 from bridge.auth.website import WebsiteAuthenticator
-from bridge.errors import UpstreamTimeout, UpstreamUnavailable
+from bridge.breaker import CLOSED, OPEN, CircuitOpen
+from bridge.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from bridge.models import Credentials, Identity
+from tests.gateway import free_port
 from tests.upstreams import (
     CUSTOMERS,
     INJECTION,
+    MISBEHAVIOUR,
     PortalState,
+    RawServer,
     Server,
+    TLSFiles,
+    leaks,
     make_authenticator,
+    misbehave,
     portal_app,
     problems,
     started,
 )
+
+PASSWORDS = ("Müller2024x", "Zq7Kx9Wm!pw&x=1")  # non-ASCII, and ASCII with specials
 
 
 @pytest.fixture(scope="module")
@@ -298,3 +309,172 @@ def test_the_example_defaults_are_safe():
     assert (s.follow_redirects, s.retries, s.max_bytes) == (False, 1, 1_048_576)
     assert s.ssl_context is not None and s.ssl_context.verify_mode.name == "CERT_REQUIRED"
     assert s.ssl_context.check_hostname
+
+
+def logins(auth: Any, attempts: list[tuple[str, str]]) -> list[Identity | Exception | None]:
+    """Several logins through one started authenticator (one client, one breaker)."""
+    async def run() -> list[Identity | Exception | None]:
+        results: list[Identity | Exception | None] = []
+        async with started(auth):
+            for username, password in attempts:
+                try:
+                    results.append(await auth.authenticate(Credentials(username, password)))
+                except UpstreamError as exc:
+                    results.append(exc)
+        return results
+    return asyncio.run(run())
+
+
+def test_a_4xx_the_portal_gives_one_user_is_a_refused_login_not_an_outage(portal, caplog):
+    """5 logins as a name the portal answers 400 for must not shut 'alice' out."""
+    auth = json_login(portal, "breaker_failures = 2")
+    with caplog.at_level(logging.INFO, logger="bridge.auth.website"):
+        *rejected, alice = logins(auth, [("login-rejected", "x")] * 5
+                                  + [("alice", "wonderland-1")])
+    assert rejected == [None] * 5  # a wrong-password answer (401), never a 503
+    assert isinstance(alice, Identity) and alice.username == "alice"
+    assert auth.upstream.breaker.state == CLOSED
+    assert len(portal.seen) == 6  # every one was asked: no CircuitOpen
+    logged = [r.getMessage() for r in caplog.records if "HTTP 400" in r.getMessage()]
+    assert len(logged) == 5 and all(r.levelno == logging.INFO for r in caplog.records
+                                    if "HTTP 400" in r.getMessage())
+    assert "login-rejected" not in " ".join(logged)
+
+
+def test_malformed_answers_for_one_user_do_not_open_the_breaker(portal):
+    auth = json_login(portal, "breaker_failures = 2")
+    *garbage, alice = logins(auth, [("login-garbage", "x")] * 4 + [("alice", "wonderland-1")])
+    assert all(type(g) is UpstreamUnavailable for g in garbage)  # a 503 each, not CircuitOpen
+    assert isinstance(alice, Identity)
+    assert auth.upstream.breaker.state == CLOSED
+
+
+def test_5xx_still_opens_the_breaker(portal):
+    auth = json_login(portal, "breaker_failures = 2")
+    crash, crash_again, alice = logins(auth, [("login-crash", "x")] * 2
+                                       + [("alice", "wonderland-1")])
+    assert type(crash) is type(crash_again) is UpstreamUnavailable
+    assert isinstance(alice, CircuitOpen)
+    assert auth.upstream.breaker.state == OPEN
+    assert len(portal.seen) == 2
+
+
+def test_a_missing_success_field_is_an_outage_not_a_wrong_password(portal):
+    """An API that changed shape must not tell every user "wrong password"."""
+    with pytest.raises(UpstreamUnavailable, match="without success_field 'success'") as info:
+        login(json_login(portal), "login-reshaped", "secret-pw")
+    assert type(info.value) is UpstreamUnavailable
+    assert login(json_login(portal), "alice", "wrong") is None  # present and false: wrong
+
+
+def test_a_present_but_different_success_value_is_a_wrong_password(portal):
+    auth = make_authenticator(f"""
+type = "website"
+url = "{portal.base_url}/xml/login"
+success_field = "status"
+success_value = "ok"
+[form]
+username = "{{login.username}}"
+password = "{{login.password}}"
+""")
+    assert login(auth, "alice", "nope") is None          # <status>denied</status>
+    reshaped = make_authenticator(f"""
+type = "website"
+url = "{portal.base_url}/xml/login"
+success_field = "result"
+[form]
+username = "{{login.username}}"
+password = "{{login.password}}"
+""")
+    with pytest.raises(UpstreamUnavailable, match="without success_field"):
+        login(reshaped, "alice", "wonderland-1")          # no <result> at all
+
+
+def query_login(base_url: str, extra: str = "") -> WebsiteAuthenticator:
+    auth = make_authenticator(f"""
+type = "website"
+url = "{base_url}/portal/login"
+method = "GET"
+allow_password_in_query = true
+retries = 0
+read_timeout = 0.5
+{extra}
+[query]
+user = "{{login.username}}"
+password = "{{login.password}}"
+""")
+    assert isinstance(auth, WebsiteAuthenticator)
+    return auth
+
+
+@pytest.fixture(scope="module")
+def raw_server():
+    with RawServer(misbehave) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    return TLSFiles.create(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def tls_portal(tls):
+    with Server(portal_app(PortalState()), **tls.server_options(require_client_cert=False)) as s:
+        yield s
+
+
+def assert_carries_nothing_of_the_request(exc: BaseException, password: str, url: str) -> None:
+    # FailureLog logs the traceback of __cause__: nothing may hang there, or in __context__.
+    assert exc.__cause__ is None and exc.__context__ is None, repr(exc.__cause__ or
+                                                                     exc.__context__)
+    text = "".join(traceback.format_exception(exc)) + repr(exc) + repr(exc.args)
+    assert leaks(text, password) == [], text
+    assert url not in text and "/portal/login" not in text and "password=" not in text
+
+
+@pytest.mark.parametrize("password", PASSWORDS)
+@pytest.mark.parametrize(("user", "expected"), [
+    ("malformed", "RemoteProtocolError"),
+    ("bad-header", "RemoteProtocolError"),
+    ("closer", "ReadError"),
+    ("truncated", "ReadError"),
+    ("silent", "ReadTimeout"),
+])
+def test_broken_http_errors_carry_no_url_or_password(raw_server, user, expected, password):
+    assert user in MISBEHAVIOUR or user == "silent"
+    with pytest.raises(UpstreamError, match=f"website login 127.0.0.1: {expected}") as info:
+        login(query_login(raw_server.url), user, password)
+    assert_carries_nothing_of_the_request(info.value, password, raw_server.url)
+    assert raw_server.heads[-1].startswith(b"GET /portal/login?user=")  # it was sent
+
+
+@pytest.mark.parametrize("password", PASSWORDS)
+def test_tls_and_connection_errors_carry_no_url_but_say_why(tls_portal, tls, password):
+    wrong_ca = query_login(tls_portal.url, f'ca_file = "{tls.other_ca}"')
+    with pytest.raises(UpstreamUnavailable, match=r"ConnectError \(TLS CERTIFICATE_VERIFY_FAILED"
+                       r"\)") as info:
+        login(wrong_ca, "alice", password)
+    assert_carries_nothing_of_the_request(info.value, password, tls_portal.url)
+    dead = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(UpstreamUnavailable, match=r"ConnectError \(ECONNREFUSED\)") as info:
+        login(query_login(dead), "alice", password)
+    assert_carries_nothing_of_the_request(info.value, password, dead)
+
+
+@pytest.mark.parametrize("kind", ["auth", "source"])
+def test_a_password_in_the_query_is_refused_unless_allowed(kind):
+    text = f"""type = "{'website' if kind == 'auth' else 'http'}"
+url = "https://portal.example.com/login"
+method = "GET"
+[query]
+user = "{{login.username}}"
+pw = "x-{{login.password}}"
+"""
+    found = problems(text, kind)
+    assert any(p.startswith(f"Config value '{kind}.query.pw'") and "access logs" in p
+               and "allow_password_in_query = true" in p for p in found), found
+    assert problems(text.replace("[query]", "allow_password_in_query = true\n[query]"),
+                    kind) == []
+    assert problems(text.replace('pw = "x-{login.password}"', 'pw = "{login.username}"'),
+                    kind) == []

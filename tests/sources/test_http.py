@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bridge.breaker import CLOSED, OPEN, CircuitOpen
-from bridge.errors import InternalError, UpstreamTimeout, UpstreamUnavailable
+from bridge.errors import InternalError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from bridge.models import Account, Credentials, Identity
 from bridge.sources.http import HTTPSource
 from tests.gateway import free_port
@@ -23,6 +23,7 @@ from tests.upstreams import (
     SERVICE_BASIC,
     STATIC_TOKEN,
     PortalState,
+    RawServer,
     Server,
     TLSFiles,
     make_source,
@@ -207,7 +208,8 @@ Authorization = "Bearer {identity.token}"
 """)
     customer = CUSTOMERS["alice"]
     assert len(fetch(src, "alice", customer_id=customer, token=f"tok-{customer}")) == 2
-    with pytest.raises(UpstreamUnavailable, match="HTTP 401"):
+    # A refused session is this user's 500, not an outage (changed from UpstreamUnavailable).
+    with pytest.raises(InternalError, match="HTTP 401"):
         fetch(src, "alice", customer_id=customer, token="tok-stolen")
 
 
@@ -225,7 +227,8 @@ def test_static_credentials_towards_the_api(portal, auth, tmp_path, monkeypatch)
     src = source(portal, "/protected/users/{identity.username}/accounts",
                  extra=tables[auth], base_dir=tmp_path)
     if auth == "none":
-        with pytest.raises(UpstreamUnavailable, match="HTTP 401"):
+        # Our credentials refused: a 4xx is a 500 now (was UpstreamUnavailable), not counted.
+        with pytest.raises(InternalError, match="HTTP 401"):
             fetch(src, "alice")
     else:
         assert len(fetch(src, "alice")) == 2
@@ -304,6 +307,15 @@ def test_tls_server_not_signed_by_the_configured_ca_is_refused(mtls_portal, tls)
                      f'client_key = "{tls.client_key.name}"\nretries = 0')
     with pytest.raises(UpstreamUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
         fetch(src, "alice")
+
+
+def test_without_ca_file_the_system_trust_store_is_used(mtls_portal, tls, monkeypatch):
+    """A root installed in the OS (here: OpenSSL's SSL_CERT_FILE) works, as for LDAP;
+    the certifi bundle used before did not know it."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca))
+    src = tls_source(mtls_portal, tls, f'client_cert = "{tls.client_cert.name}"\n'
+                     f'client_key = "{tls.client_key.name}"\nretries = 0')
+    assert fetch(src, "alice") == ALICE
 
 
 def redirect_source(portal: PortalState, to: str, follow: bool = True) -> HTTPSource:
@@ -387,3 +399,108 @@ def test_breaker_opens_on_a_dead_port_and_closes_after_a_probe(caplog):
 def test_source_configuration_problems(text, expected):
     found = problems('type = "http"\n' + text, "source")
     assert any(expected in p and p.startswith("Config value 'source.") for p in found), found
+
+
+def fetch_each(src: Any, users: list[str]) -> list[list[Account] | Exception]:
+    """One started source (one client, one breaker), one user after the other."""
+    async def run() -> list[list[Account] | Exception]:
+        results: list[list[Account] | Exception] = []
+        async with started(src):
+            for user in users:
+                try:
+                    results.append(await src.accounts(Identity(user), Credentials(user, "pw")))
+                except (UpstreamError, InternalError) as exc:
+                    results.append(exc)
+        return results
+    return asyncio.run(run())
+
+
+def test_a_4xx_for_one_user_is_a_500_and_never_opens_the_breaker(portal):
+    src = source(portal, extra="breaker_failures = 2\n" + FIELDS)
+    *refused, alice = fetch_each(src, ["refused"] * 4 + ["alice"])
+    assert all(type(r) is InternalError for r in refused)  # 500 for that user
+    assert all("HTTP 400" in str(r) and "'refused'" in str(r) for r in refused)
+    assert [dict(a.fields) for a in alice] == ALICE  # type: ignore[union-attr]
+    assert src.upstream.breaker.state == CLOSED
+    assert len(portal.seen) == 5
+
+
+def test_a_malformed_answer_for_one_user_does_not_open_the_breaker(portal):
+    src = source(portal, extra="breaker_failures = 2\nmax_bytes = 65536\n" + FIELDS)
+    *garbage, alice = fetch_each(src, ["garbage", "doctype", "garbage", "huge", "alice"])
+    assert all(type(g) is UpstreamUnavailable for g in garbage)  # 503 each, not CircuitOpen
+    assert [dict(a.fields) for a in alice] == ALICE  # type: ignore[union-attr]
+    assert src.upstream.breaker.state == CLOSED
+
+
+def test_5xx_and_timeouts_still_open_the_breaker(portal):
+    src = source(portal, extra="breaker_failures = 2\n" + FIELDS)
+    crash, sleepy, alice = fetch_each(src, ["crash", "sleepy", "alice"])
+    assert type(crash) is UpstreamUnavailable and type(sleepy) is UpstreamTimeout
+    assert isinstance(alice, CircuitOpen)
+    assert len(portal.seen) == 2
+
+
+def oauth_source_at(base_url: str, token_url: str, extra: str = "") -> HTTPSource:
+    return source(PortalState(base_url=base_url), "/protected/users/{identity.username}/accounts",
+                  extra=f"""{extra}
+[auth]
+type = "oauth2"
+token_url = "{token_url}"
+client_id = "{OAUTH_CLIENT[0]}"
+client_secret = "{OAUTH_CLIENT[1]}"
+""")
+
+
+def test_a_dead_token_endpoint_opens_the_breaker_and_recovers_through_a_probe():
+    port = free_port()  # the API and its token endpoint, not listening yet
+    state = PortalState(base_url=f"http://127.0.0.1:{port}")
+    src = oauth_source_at(state.base_url, f"{state.base_url}/oauth/token",
+                          "breaker_failures = 2\nbreaker_cooldown = 0.5")
+    breaker = src.upstream.breaker
+
+    async def one() -> list[Account]:
+        return await src.accounts(Identity("alice"), Credentials("alice", "pw"))
+
+    async def run() -> float:
+        async with started(src):
+            for _ in range(2):
+                with pytest.raises(UpstreamUnavailable,
+                                   match=r"token endpoint: ConnectError \(ECONNREFUSED\)"):
+                    await one()
+            assert breaker.state == OPEN
+            with Server(portal_app(state), port=port):
+                start = time.perf_counter()
+                with pytest.raises(CircuitOpen):
+                    await one()
+                elapsed = time.perf_counter() - start
+                assert state.seen == []  # neither the token endpoint nor the API was asked
+                await asyncio.sleep(0.5)
+                assert len(await one()) == 2  # the token fetch was the probe
+                assert breaker.state == CLOSED
+                assert state.paths() == [b"/oauth/token", b"/protected/users/alice/accounts"]
+            return elapsed
+
+    assert asyncio.run(run()) < 0.005
+
+
+def test_requests_queued_behind_a_failed_token_fetch_share_its_failure(portal):
+    """A token endpoint that never answers: one fetch, not one per waiting request."""
+    with RawServer(lambda head: None) as silent:
+        src = oauth_source_at(portal.base_url, f"{silent.url}/oauth/token",
+                              "retries = 0\nbreaker_failures = 50")
+
+        async def run() -> list[BaseException | list[Account]]:
+            async with started(src):
+                return await asyncio.gather(
+                    *(src.accounts(Identity("alice"), Credentials("alice", "pw"))
+                      for _ in range(8)), return_exceptions=True)
+
+        start = time.monotonic()
+        results = asyncio.run(run())
+        elapsed = time.monotonic() - start
+        assert all(type(r) is UpstreamTimeout and "token endpoint: ReadTimeout" in str(r)
+                   for r in results), results
+        assert len(silent.heads) == 1  # one fetch for all eight
+        assert elapsed < 1.5  # read_timeout = 0.5: one wait, not eight in turn
+        assert portal.seen == []
