@@ -76,7 +76,8 @@ class Context:
         return value
 
 
-def _text(value: Scalar) -> str:
+def text_of(value: Scalar) -> str:
+    """A field value as text; booleans the way Zoiper writes them."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -94,7 +95,7 @@ class Value:
             if len(self.parts) == 1:
                 only = self.parts[0]
                 return ctx.lookup(only) if isinstance(only, Field) else only
-            return "".join(p if isinstance(p, str) else _text(ctx.lookup(p)) for p in self.parts)
+            return "".join(p if isinstance(p, str) else text_of(ctx.lookup(p)) for p in self.parts)
         except MissingField:
             if self.default is None:
                 raise
@@ -193,7 +194,7 @@ class SectionMapping:
             if all(item.is_static for item in items):
                 tree[name] = [item._static for item in items]
         if self.extra and all(v.literal is not None for v in self.extra.values()):
-            tree[EXTRA] = {n: _text(v.literal) for n, v in self.extra.items()}  # type: ignore[arg-type]
+            tree[EXTRA] = {n: text_of(v.literal) for n, v in self.extra.items()}  # type: ignore[arg-type]
         return tree
 
     @property
@@ -216,7 +217,7 @@ class SectionMapping:
             if name not in static:
                 tree[name] = [item.build(ctx) for item in items]
         if self.extra and EXTRA not in static:
-            tree[EXTRA] = {name: _text(v.resolve(ctx)) for name, v in self.extra.items()}
+            tree[EXTRA] = {name: text_of(v.resolve(ctx)) for name, v in self.extra.items()}
         return tree
 
 

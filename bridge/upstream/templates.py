@@ -36,7 +36,7 @@ from urllib.parse import quote, quote_plus, urlencode
 import httpx
 
 from bridge.config import Section, describe
-from bridge.mapping import Context, Field, parse_template
+from bridge.mapping import Context, Field, parse_template, text_of
 from bridge.models import Account, Credentials, Identity, Scalar
 
 Parts = tuple[str | Field, ...]
@@ -61,12 +61,6 @@ class Values:
         """The value, or raise bridge.mapping.MissingField."""
         identity = self.identity or Identity(self.credentials.username)
         return Context(identity, Account(), self.credentials).lookup(f)
-
-
-def text_of(value: Scalar) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _is_password(part: str | Field) -> bool:
