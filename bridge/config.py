@@ -149,6 +149,20 @@ class Section:
                 return []
         return value
 
+    def scalars(self, *, skip: tuple[str, ...] = ()) -> dict[str, str | int | bool]:
+        """Every other key of this table as a free-form value (attributes, account fields)."""
+        values: dict[str, str | int | bool] = {}
+        for key in list(self.data):
+            if key in skip:
+                continue
+            value = self.raw(key)
+            if isinstance(value, str | int | bool):
+                values[key] = value
+            else:
+                self.problem(key, f"expected text, a number or true/false, "
+                                  f"received {describe(value)}")
+        return values
+
     def raw(self, key: str, default: Any = REQUIRED) -> Any:
         self._seen.add(key)
         if key not in self.data:

@@ -87,3 +87,10 @@ def test_float_ranges(value):
     _, problems = read({"deadline": value}, lambda s: s.float("deadline", 10.0, min=0.1))
     expected = f"Config value 'server.deadline': must be at least 0.1, received {float(value)}"
     assert problems == [expected]
+
+
+def test_scalars_reads_free_form_values_and_reports_the_rest():
+    section = Section({"name": "x", "n": 3, "on": True, "bad": [1], "skip": {}}, "u")
+    assert section.scalars(skip=("skip",)) == {"name": "x", "n": 3, "on": True}
+    assert section.problems == ["Config value 'u.bad': expected text, a number or true/false, "
+                                "received [1]"]

@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass
 
 from bridge.auth import Authenticator
-from bridge.config import Section, describe
+from bridge.config import Section
 from bridge.models import Credentials, Identity, Scalar
 from bridge.passwords import DUMMY_HASH, check_format, verify_password
 
@@ -50,16 +50,7 @@ class FileAuthenticator(Authenticator):
             if hashed and (why := check_format(hashed)):
                 entry.problem("password", why)
             groups = frozenset(entry.list_str("groups", []))
-            attributes: dict[str, Scalar] = {}
-            for key in list(entry.keys()):
-                if key in ("password", "groups"):
-                    continue
-                value = entry.raw(key)
-                if isinstance(value, str | int | bool):
-                    attributes[key] = value
-                else:
-                    entry.problem(key, f"expected text, a number or true/false, "
-                                       f"received {describe(value)}")
+            attributes = entry.scalars(skip=("password", "groups"))
             entry.done()
             users[name] = FileUser(hashed, groups, attributes)
         users_cfg.done()

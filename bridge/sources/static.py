@@ -12,8 +12,8 @@ the same server settings, and the mapping fills in `{login.username}` and
 
 from __future__ import annotations
 
-from bridge.config import Section, describe
-from bridge.models import Account, Credentials, Identity, Scalar
+from bridge.config import Section
+from bridge.models import Account, Credentials, Identity
 from bridge.sources import AccountSource
 
 
@@ -30,14 +30,7 @@ class StaticSource(AccountSource):
         if "accounts" in cfg and not tables:
             cfg.problem("accounts", "needs at least one account table")
         for table in tables:
-            fields: dict[str, Scalar] = {}
-            for key in list(table.keys()):
-                value = table.raw(key)
-                if isinstance(value, str | int | bool):
-                    fields[key] = value
-                else:
-                    table.problem(key, f"expected text, a number or true/false, "
-                                       f"received {describe(value)}")
+            fields = table.scalars()
             table.done()
             accounts.append(Account(fields))
         return cls(accounts)
