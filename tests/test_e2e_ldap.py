@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bridge.ldap.config import default_client
+from bridge.ldap.config import DEFAULT_CLIENT
 from bridge.zoiper.document import parse_config, parse_error
 from tests.auth.test_ldap import CLIENTS, monitored_slapd
 from tests.conftest import unavailable
@@ -253,7 +253,7 @@ def test_stale_password_restarts_cost_one_bind(monitored_slapd: Slapd,
     so this runs with the default one.
     """
     monitor = monitored_slapd.monitor()
-    with gateway(tmp_path, monitored_slapd, default_client()) as gw:
+    with gateway(tmp_path, monitored_slapd, DEFAULT_CLIENT) as gw:
         assert get(gw, "alice", ALICE.password).status_code == 200  # pools are open now
         time.sleep(0.2)
         before = bind_count(monitor)
@@ -265,6 +265,29 @@ def test_stale_password_restarts_cost_one_bind(monitored_slapd: Slapd,
     monitor.unbind()
     assert statuses == {401}
     assert binds == 1, f"{binds} binds for 50 requests"
+
+
+def test_wrong_service_password_is_503_and_one_service_bind(monitored_slapd: Slapd,
+                                                             tmp_path: Path) -> None:
+    """A wrong bind_password: every request a 503, and the directory sees one failed bind for
+    all of them (it used to see one per request, which locks the account under AD lockout)."""
+    wrong = "not-the-gateway-secret"
+    monitor = monitored_slapd.monitor()
+    gw = Gateway(write_config(tmp_path, monitored_slapd, DEFAULT_CLIENT), tmp_path,
+                 env={PASSWORD_ENV: wrong})
+    with gw:
+        before = bind_count(monitor)
+        with httpx.Client(base_url=gw.base_url, timeout=10) as http:
+            statuses = [http.get("/provision", params={"user": user, "password": password})
+                        .status_code for _ in range(10)
+                        for user, password in (("alice", ALICE.password), ("dave", "x"))]
+        binds = bind_count(monitor) - before
+        log = gw.output()
+    monitor.unbind()
+    assert statuses == [503] * 20
+    assert 1 <= binds <= 2, f"{binds} service binds for 20 requests"
+    assert log.count("rejected the service account") == 1, log
+    assert SERVICE_DN in log and wrong not in log
 
 
 def test_examples_pass_check_config() -> None:

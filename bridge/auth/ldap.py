@@ -13,14 +13,30 @@ Three ways to find the user; exactly one of `user_dn`, `user_upn` or
   credentials, never "the first one". With user_dn/user_upn the search only
   reads the entry after the bind.
 
+`{identity.dn}` is always set (the account source's default base is "{dn}"):
+the entry's DN when the entry is read (a search, attributes or groups), else
+the DN bound (user_dn), and for a UPN bind with nothing else configured the
+entry found, as the user who just bound, by (userPrincipalName=UPN) under the
+domain's defaultNamingContext (read from the root DSE once). An account
+without a userPrincipalName value (bound by its implicit UPN) has no entry to
+find: its identity has no `dn` and the log says why; use [auth.user_search].
+
 A wrong password is a result (None), not an error; so is an unknown user,
-and so is an AD bind refused with data 52e/525. AD's other sub-codes (533
-disabled, 701 expired, 773 must change password, 775 locked, 530/531/532)
-mean "right password, but no": NotPermitted, like a missing required group
-or a disabled/expired entry (userAccountControl, accountExpires). A directory
-that cannot answer raises UpstreamUnavailable/UpstreamTimeout; result codes
-that can only come from a wrong configuration (no such base, bad DN syntax,
-a service account the server refuses, a server that wants TLS) raise
+and so is an AD bind refused with data 52e/525. So is 775 (account locked
+out): AD answers it to ANY password, so telling it apart would confirm to a
+guesser that the account exists and is locked, and the attempt must count as
+a failure. AD's other sub-codes (533 disabled, 701 expired, 773 must change
+password, 530/531 logon hours/workstation, 532 password expired) are only
+answered to the right password (Microsoft's documentation of the codes, and
+Samba for 533/701/773, tests/ad): "right password, but no", NotPermitted,
+like a missing required group or a disabled/expired entry
+(userAccountControl, accountExpires).
+
+A directory that cannot answer raises UpstreamUnavailable/UpstreamTimeout
+(503), and so does a service account the server refuses: an outage of the
+operator's making, which the LDAP clients do not retry per request (see
+bridge.ldap.client). Result codes that can only come from a wrong
+configuration (no such base, bad DN syntax, a server that wants TLS) raise
 InternalError so that they are not retried as an outage.
 """
 
@@ -33,21 +49,16 @@ from dataclasses import dataclass, field
 
 from bridge.auth import Authenticator
 from bridge.config import Section
-from bridge.errors import (
-    BridgeError,
-    InternalError,
-    NotPermitted,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
+from bridge.errors import BridgeError, InternalError, NotPermitted
 from bridge.ldap.client import (
     INVALID_CREDENTIALS,
     Entry,
     LdapClient,
     LdapError,
     LdapOperationError,
-    LdapTimeout,
+    LdapResult,
     Scope,
+    SearchRequest,
 )
 from bridge.ldap.config import (
     BINARY_ENCODINGS,
@@ -58,6 +69,7 @@ from bridge.ldap.config import (
     read_scope,
     read_template,
 )
+from bridge.ldap.errors import translate
 from bridge.ldap.escape import (
     ad_data_code,
     dn_key,
@@ -73,6 +85,7 @@ logger = logging.getLogger("bridge.auth.ldap")
 IN_CHAIN = "1.2.840.113556.1.4.1941"  # AD's LDAP_MATCHING_RULE_IN_CHAIN
 MEMBERSHIPS = ("member", "uniqueMember", "memberUid", "memberOf", "in_chain")
 # AD bind sub-codes (the "data NNN" of a result 49) that mean: password right, logon refused.
+# AD answers them only to the right password (to a wrong one: 52e).
 AD_REFUSALS = {
     "530": "logon not permitted at this time",
     "531": "logon not permitted from this workstation",
@@ -80,20 +93,9 @@ AD_REFUSALS = {
     "533": "account disabled",
     "701": "account expired",
     "773": "password must be changed",
-    "775": "account locked out",
 }
-# Result codes only a wrong configuration produces: 500, not "the directory is down".
-CONFIG_CODES = {
-    8: "strongerAuthRequired (the server wants TLS or signing)",
-    13: "confidentialityRequired (the server wants TLS)",
-    17: "undefinedAttributeType",
-    10: "referral (the base DN is not held by this server)",
-    32: "noSuchObject (is the base DN right?)",
-    34: "invalidDNSyntax",
-    48: "inappropriateAuthentication",
-    50: "insufficientAccessRights (can the service account read this?)",
-    87: "filterError",
-}
+# Answered to ANY password: invalid credentials, or a guesser learns the account exists.
+AD_LOCKED_OUT = "775"
 # Characters AD forbids in logon names; in a UPN bind they could change how the name is read.
 _UPN_FORBIDDEN = re.compile(r'["/\\\[\]:;|=,+*?<>@\x00-\x1f\x7f]')
 UAC_ACCOUNTDISABLE = 0x2
@@ -121,11 +123,27 @@ class GroupPolicy:
     member_uid_attribute: str = "uid"
 
     def allows(self, groups: dict[tuple, str]) -> bool:
+        """Any required DN among `groups`, or a bare name as the first RDN of a group in scope.
+
+        Bare names only count for groups under `base` (within `scope`): a group
+        of that name elsewhere (found through memberOf, which lists groups
+        anywhere) must not let anyone in.
+        """
         if not self.required:
             return True
-        names = {rdn_value(dn).casefold() for dn in groups.values()}
+        names = {rdn_value(dn).casefold() for key, dn in groups.items() if self.in_scope(key)}
         return any((dn_key(r) in groups) if "=" in r else (r.casefold() in names)
                    for r in self.required)
+
+    def in_scope(self, key: tuple) -> bool:
+        """Whether a group (its dn_key) lies where the group searches look: base and scope."""
+        if self.base is None:
+            return False
+        base = dn_key(self.base)
+        depth = len(key) - len(base)
+        if depth < 0 or key[depth:] != base:
+            return False
+        return {Scope.BASE: depth == 0, Scope.ONELEVEL: depth == 1}.get(self.scope, True)
 
 
 @dataclass(frozen=True)
@@ -146,6 +164,7 @@ class LdapAuthenticator(Authenticator):
         self.directory = directory
         self.lookup = lookup
         self._client: LdapClient | None = None
+        self._base: str | None = None  # defaultNamingContext, for UPN binds ("": none)
 
     @property
     def client(self) -> LdapClient:
@@ -221,6 +240,7 @@ class LdapAuthenticator(Authenticator):
     async def _authenticate(self, username: str, password: str) -> Identity | None:
         lk = self.lookup
         entry: Entry | None = None
+        by_upn_alone = lk.user_upn is not None and lk.search is None
         if lk.user_dn is not None:
             bind_name = fill(lk.user_dn, escape_dn_value, username=username)
         elif lk.user_upn is not None:
@@ -234,10 +254,17 @@ class LdapAuthenticator(Authenticator):
             if entry is None:
                 return None
             bind_name = entry.dn
-        result = await self.client.bind(bind_name, password)
+        if by_upn_alone:
+            result, dn = await self._bind_by_upn(bind_name, password, username)
+        else:
+            result, dn = await self.client.bind(bind_name, password), bind_name
         if not result.ok:
             if result.code == INVALID_CREDENTIALS:
                 code = ad_data_code(result.message)
+                if code == AD_LOCKED_OUT:
+                    logger.info("LDAP: %r is locked out (AD data 775), answered as invalid "
+                                "credentials: AD says so to any password", username)
+                    return None
                 if code in AD_REFUSALS:
                     raise NotPermitted(f"LDAP: {username!r} has the right password, but the "
                                        f"directory refuses the logon: {AD_REFUSALS[code]} "
@@ -246,9 +273,54 @@ class LdapAuthenticator(Authenticator):
             if result.code == 34:  # a typed name that is not a valid DN part: no such user
                 return None
             raise translate(LdapOperationError(result, f"bind as {bind_name!r}"))
-        if entry is None and (lk.attributes or lk.username_attribute or lk.groups):
+        needs_entry = bool(lk.attributes or lk.username_attribute or lk.groups)
+        if entry is None and needs_entry:
             entry = await self._read_entry(bind_name, username)
+        elif entry is None and lk.user_upn is not None and not by_upn_alone:
+            # a UPN is not a DN: the search finds it (only the DN is wanted here)
+            found = await self._read_entry(bind_name, username, required=False)
+            dn = found.dn if found is not None else None
+        if entry is None:  # a bind and nothing else: {identity.dn} is the DN bound, or found
+            return Identity(username, {"dn": dn} if dn else {})
         return await self._identity(username, entry)
+
+    async def _bind_by_upn(self, upn: str, password: str,
+                           username: str) -> tuple[LdapResult, str | None]:
+        """A UPN bind, then the entry's DN found as that user: no service account needed."""
+        base = await self._naming_context()
+        if base is None:
+            return await self.client.bind(upn, password), None
+        request = SearchRequest(base, Scope.SUBTREE,
+                                f"(userPrincipalName={escape_filter_value(upn)})", ["1.1"],
+                                size_limit=2)
+        try:
+            result, entries = await self.client.bind_and_search(upn, password, request)
+        except LdapOperationError as exc:  # raised by the search only: the bind succeeded
+            logger.warning("LDAP: %r bound, but searching for its entry as itself failed "
+                           "(%s): no {identity.dn}", username, exc)
+            return LdapResult(0), None
+        if not result.ok:
+            return result, None
+        if len(entries) != 1:
+            logger.warning("LDAP: %r bound as %r, but %d entries have that userPrincipalName "
+                           "under %r (bound by an implicit UPN?): no {identity.dn}; "
+                           "[auth.user_search] finds entries by any attribute", username, upn,
+                           len(entries), base)
+            return result, None
+        return result, entries[0].dn
+
+    async def _naming_context(self) -> str | None:
+        """The domain's DN (root DSE defaultNamingContext), read once; None: not AD."""
+        if self._base is None:
+            entries = await self.client.search("", Scope.BASE, "(objectClass=*)",
+                                               ["defaultNamingContext"])
+            value = first_text(entries[0], "defaultNamingContext") if entries else None
+            if not value:
+                logger.warning("LDAP: the root DSE has no defaultNamingContext (not Active "
+                               "Directory?): UPN logins get no {identity.dn}; use "
+                               "[auth.user_search] to find entries")
+            self._base = value or ""
+        return self._base or None
 
     async def _find(self, username: str) -> Entry | None:
         search = self.lookup.search
@@ -261,8 +333,13 @@ class LdapAuthenticator(Authenticator):
             return None
         return entries[0]
 
-    async def _read_entry(self, bind_name: str, username: str) -> Entry:
-        """The entry of a user who bound directly (by DN, or by UPN with a search)."""
+    async def _read_entry(self, bind_name: str, username: str, *,
+                          required: bool = True) -> Entry | None:
+        """The entry of a user who bound directly (by DN, or by UPN with a search).
+
+        Not found (or found twice): InternalError, or None and a warning when only the DN
+        was wanted (`required=False`).
+        """
         if self.lookup.search is not None:
             search = self.lookup.search
             flt = fill(search.filter, escape_filter_value, username=username)
@@ -274,8 +351,12 @@ class LdapAuthenticator(Authenticator):
                                                self._wanted())
             where = f"the entry {bind_name!r}"
         if len(entries) != 1:
-            raise InternalError(f"LDAP: {username!r} bound, but {len(entries)} entries were "
-                                f"found reading {where} (can the service account read it?)")
+            problem = (f"LDAP: {username!r} bound, but {len(entries)} entries were found "
+                       f"reading {where} (can the service account read it?)")
+            if required:
+                raise InternalError(problem)
+            logger.warning("%s: no {identity.dn}", problem)
+            return None
         return entries[0]
 
     def _wanted(self) -> list[str]:
@@ -292,10 +373,8 @@ class LdapAuthenticator(Authenticator):
 
     # -- identity and policy ------------------------------------------------------------
 
-    async def _identity(self, username: str, entry: Entry | None) -> Identity:
+    async def _identity(self, username: str, entry: Entry) -> Identity:
         lk = self.lookup
-        if entry is None:
-            return Identity(username)
         account_refusal(entry, username)
         groups: dict[tuple, str] = {}
         if lk.groups is not None:
@@ -379,18 +458,6 @@ def account_refusal(entry: Entry, username: str, now: float | None = None) -> No
                                f"{time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(at))}")
 
 
-def translate(exc: LdapError) -> BridgeError:
-    """LDAP failure -> the gateway's error classes (the detail goes to the log only)."""
-    if isinstance(exc, LdapTimeout):
-        return UpstreamTimeout(f"LDAP: {exc}")
-    if isinstance(exc, LdapOperationError):
-        code = exc.result.code
-        if code in CONFIG_CODES:
-            return InternalError(f"LDAP configuration: {exc} [{CONFIG_CODES[code]}]")
-        return UpstreamUnavailable(f"LDAP: {exc} (result {code})")
-    return UpstreamUnavailable(f"LDAP: {exc}")
-
-
 def _read_groups(cfg: Section) -> GroupPolicy:
     table = cfg.table("groups")
     d = GroupPolicy()
@@ -406,6 +473,11 @@ def _read_groups(cfg: Section) -> GroupPolicy:
     if base is None and set(membership) - {"memberOf"}:
         table.problem("base", "is required to search for groups (membership other than "
                               "\"memberOf\")")
+    bare = [name for name in required if "=" not in name]
+    if bare and base is None:
+        table.problem("required", f"bare group names ({', '.join(map(repr, bare))}) only match "
+                                  "groups under [groups] base: set base, or give the groups' "
+                                  "DNs")
     policy = GroupPolicy(
         required=tuple(required),
         membership=tuple(membership),

@@ -30,6 +30,14 @@ Model (see `AsyncLdapClient`):
   TLS, StartTLS, service bind) failed is skipped for `down_for` seconds, and
   with every server skipped requests fail at once with LdapUnavailable instead
   of each waiting for a timeout.
+- A service account the server answers with an error (49 wrong password or
+  locked, 53 disabled, ...) is not retried per request: searches on that
+  server fail at once with LdapUnavailable for `down_for` seconds, and until a
+  server has accepted the account once, one connection at a time tries it
+  (concurrent openers wait for its answer), so a wrong password costs one
+  failed bind per `down_for`, not one per request, and cannot lock the account
+  under an AD lockout policy. Logged once, at error level, with the server and
+  the bind DN. User binds (their own pool) are not affected.
 - TLS: ldaps:// (or TlsMode.LDAPS) from the first byte; StartTLS upgrades the
   same connection with loop.start_tls; a connection is only used once TLS is
   up, so nothing is ever sent in clear text when TLS was asked for.
@@ -49,7 +57,9 @@ from urllib.parse import urlsplit
 
 from bridge.ldap import protocol as proto
 from bridge.ldap.client import (
+    DOWN_FOR,
     INVALID_CREDENTIALS,
+    SIZE_LIMIT_EXCEEDED,
     UNAVAILABLE_CODES,
     Entry,
     LdapClient,
@@ -59,13 +69,15 @@ from bridge.ldap.client import (
     LdapTimeout,
     LdapUnavailable,
     Scope,
+    SearchRequest,
     ServerSettings,
     TlsMode,
 )
+from bridge.net import client_tls_context
 
 logger = logging.getLogger("bridge.ldap")
 
-DOWN_FOR = 3.0  # seconds a server is skipped after a failed connection setup
+__all__ = ["DOWN_FOR", "AsyncLdapClient"]
 
 _Encoder = Callable[[int], bytes]  # message id -> one encoded request
 
@@ -109,6 +121,10 @@ class _SetupFailed(Exception):
         super().__init__(reason)
         self.reason = reason
         self.timeout = timeout
+
+
+class _Skipped(_SetupFailed):
+    """The server was marked down while we waited to try it: try the next, mark nothing."""
 
 
 class _Connection(asyncio.Protocol):
@@ -307,6 +323,11 @@ class AsyncLdapClient(LdapClient):
         self._servers = [_parse_uri(u, settings.tls) for u in settings.uris]
         self.down_for = down_for
         self._down: dict[str, tuple[float, str, bool]] = {}  # uri -> (until, reason, timeout)
+        # the service account: refused by a server (uri -> (until, reason)), accepted by it
+        # since its last refusal, and the gate that lets one opener at a time find out
+        self._refused: dict[str, tuple[float, str]] = {}
+        self._service_ok: set[str] = set()
+        self._service_gates: dict[str, asyncio.Lock] = {}
         self._bind_pool = _Pool("bind", settings.pool_size)
         self._search_pool = _Pool("search", settings.pool_size)
         self._conns: set[_Connection] = set()
@@ -327,6 +348,7 @@ class AsyncLdapClient(LdapClient):
                 fut = pool.waiters.popleft()
                 if not fut.done():
                     fut.set_exception(LdapUnavailable("LDAP client is closed"))
+        self._service_gates.clear()  # locks belong to this event loop
         conns = list(self._conns)
         self._conns.clear()
         for conn in conns:
@@ -336,12 +358,22 @@ class AsyncLdapClient(LdapClient):
 
     # ---- operations -------------------------------------------------------------------------
     async def bind(self, dn: str, password: str) -> LdapResult:
+        result, _ = await self._bind(dn, password, None)
+        return result
+
+    async def bind_and_search(self, dn: str, password: str,
+                              request: SearchRequest) -> tuple[LdapResult, list[Entry]]:
+        return await self._bind(dn, password, request)
+
+    async def _bind(self, dn: str, password: str,
+                    then: SearchRequest | None) -> tuple[LdapResult, list[Entry]]:
         if not password:
             raise ValueError("empty password refused: it would be an unauthenticated bind")
         try:
             name_b, password_b = dn.encode(), password.encode()
         except UnicodeEncodeError:
             raise ValueError("bind DN or password is not valid Unicode") from None
+        encode_search = self._search_encoder(then) if then is not None else None
         pool = self._bind_pool
         conn = await self._acquire(pool)
         try:
@@ -356,8 +388,19 @@ class AsyncLdapClient(LdapClient):
                                       f"{result.code} ({result.message})")
             # a failed bind leaves the connection anonymous already (RFC 4511 4.2.1)
             conn.bound_as_user = result.code == 0 and self.settings.reset_after_bind
-            return result
+            if result.code != 0 or encode_search is None:
+                return result, []
+            # as the user, on this connection: no retry (a new one would not be bound)
+            try:
+                reply = await self._call(conn, encode_search, proto.SEARCH_RESULT_DONE,
+                                         "search as the user")
+            except BaseException:
+                conn.abort()
+                raise
+            return result, self._search_result(conn, reply)
         finally:
+            if conn is not None:
+                conn.entries = []
             self._release(pool, conn)
 
     async def search(
@@ -369,33 +412,42 @@ class AsyncLdapClient(LdapClient):
         *,
         size_limit: int = 0,
     ) -> list[Entry]:
-        compiled = proto.compile_filter(filter)  # ValueErrors before any I/O
-        attrs = list(attributes)
-        scope_value = int(Scope(scope))
-        if not 0 <= size_limit <= proto.MAX_MESSAGE_ID:
-            raise ValueError(f"size_limit out of range: {size_limit}")
+        encode = self._search_encoder(SearchRequest(base, scope, filter, attributes, size_limit))
         pool = self._search_pool
         conn = await self._acquire(pool)
         try:
-            message, conn = await self._request(
-                pool, conn,
-                lambda mid: proto.encode_search_request(
-                    mid, base, scope_value, compiled, attrs,
-                    size_limit=size_limit, time_limit=self._time_limit),
-                proto.SEARCH_RESULT_DONE, "search")
-            result = message.result
-            assert result is not None
-            if result.code in UNAVAILABLE_CODES:
-                conn.abort()
-                raise LdapUnavailable(f"{conn.server.uri}: search answered with result "
-                                      f"{result.code} ({result.message})")
-            if result.code not in (0, 4):  # 4 sizeLimitExceeded: what arrived is the answer
-                raise LdapOperationError(result, f"search on {conn.server.uri}")
-            return [_entry(m) for m in conn.entries]
+            message, conn = await self._request(pool, conn, encode, proto.SEARCH_RESULT_DONE,
+                                                "search")
+            return self._search_result(conn, message)
         finally:
             if conn is not None:
                 conn.entries = []
             self._release(pool, conn)
+
+    def _search_encoder(self, request: SearchRequest) -> _Encoder:
+        """The request, checked and compiled: ValueErrors before any I/O."""
+        compiled = proto.compile_filter(request.filter)
+        attrs = list(request.attributes)
+        scope_value = int(Scope(request.scope))
+        size_limit = request.size_limit
+        if not 0 <= size_limit <= proto.MAX_MESSAGE_ID:
+            raise ValueError(f"size_limit out of range: {size_limit}")
+        base, time_limit = request.base, self._time_limit
+        return lambda mid: proto.encode_search_request(
+            mid, base, scope_value, compiled, attrs, size_limit=size_limit,
+            time_limit=time_limit)
+
+    @staticmethod
+    def _search_result(conn: _Connection, message: proto.LdapMessage) -> list[Entry]:
+        result = message.result
+        assert result is not None
+        if result.code in UNAVAILABLE_CODES:
+            conn.abort()
+            raise LdapUnavailable(f"{conn.server.uri}: search answered with result "
+                                  f"{result.code} ({result.message})")
+        if result.code not in (0, SIZE_LIMIT_EXCEEDED):
+            raise LdapOperationError(result, f"search on {conn.server.uri}")
+        return [_entry(m) for m in conn.entries]
 
     # ---- pool -------------------------------------------------------------------------------
     async def _acquire(self, pool: _Pool) -> _Connection | None:
@@ -529,6 +581,7 @@ class AsyncLdapClient(LdapClient):
         failures: list[str] = []
         all_timeouts = True
         tried = 0
+        service = pool is self._search_pool and bool(self.settings.service_dn)
         for server in self._servers:
             down = self._down.get(server.uri)
             now = loop.time()
@@ -536,17 +589,17 @@ class AsyncLdapClient(LdapClient):
                 failures.append(f"{server.uri} ({down[1]}; skipped for {down[0] - now:.1f}s)")
                 all_timeouts = all_timeouts and down[2]
                 continue
+            if service:
+                self._check_refused(loop, server)
             tried += 1
             try:
-                conn = await self._connect(loop, server)
-                try:
-                    if pool is self._search_pool and self.settings.service_dn:
-                        await self._service_bind(conn)
-                except BaseException:
-                    conn.abort()
-                    raise
+                if service:
+                    conn = await self._open_service(loop, server)
+                else:
+                    conn = await self._connect(loop, server)
             except _SetupFailed as exc:
-                self._mark_down(loop, server, exc)
+                if not isinstance(exc, _Skipped):
+                    self._mark_down(loop, server, exc)
                 failures.append(f"{server.uri} ({exc.reason})")
                 all_timeouts = all_timeouts and exc.timeout
                 continue
@@ -570,11 +623,7 @@ class AsyncLdapClient(LdapClient):
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            ctx = ssl.create_default_context(cafile=self.settings.ca_file)
-            if not self.settings.verify:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            self._ssl = ctx
+            self._ssl = client_tls_context(self.settings.ca_file, verify=self.settings.verify)
         return self._ssl
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, server: _Server) -> _Connection:
@@ -641,10 +690,51 @@ class AsyncLdapClient(LdapClient):
             raise _SetupFailed("TLS could not be started")
         conn.transport = transport  # type: ignore[assignment]
 
-    async def _service_bind(self, conn: _Connection) -> None:
+    # ---- the service account ------------------------------------------------------------------
+    def _check_refused(self, loop: asyncio.AbstractEventLoop, server: _Server) -> None:
+        """LdapUnavailable at once while `server` is held back after refusing the account."""
+        refused = self._refused.get(server.uri)
+        if refused is not None and refused[0] > loop.time():
+            raise LdapUnavailable(
+                f"{refused[1]}; no service bind to {server.uri} for another "
+                f"{refused[0] - loop.time():.1f}s")
+
+    async def _open_service(self, loop: asyncio.AbstractEventLoop,
+                            server: _Server) -> _Connection:
+        """A connection bound as the service account.
+
+        Until `server` has accepted the account (at start, and again after a
+        refusal), one opener at a time tries it and the others wait for its
+        answer: N concurrent searches must not become N failed binds.
+        """
+        uri = server.uri
+        if uri not in self._service_ok:
+            gate = self._service_gates.setdefault(uri, asyncio.Lock())
+            async with gate:
+                if uri not in self._service_ok:
+                    self._check_refused(loop, server)
+                    down = self._down.get(uri)
+                    if down is not None and down[0] > loop.time():
+                        raise _Skipped(f"{down[1]}; skipped for {down[0] - loop.time():.1f}s",
+                                       down[2])
+                    return await self._connect_as_service(loop, server)
+        return await self._connect_as_service(loop, server)
+
+    async def _connect_as_service(self, loop: asyncio.AbstractEventLoop,
+                                  server: _Server) -> _Connection:
+        conn = await self._connect(loop, server)
+        try:
+            await self._service_bind(loop, conn)
+        except BaseException:
+            conn.abort()
+            raise
+        return conn
+
+    async def _service_bind(self, loop: asyncio.AbstractEventLoop, conn: _Connection) -> None:
         """Bind a new search connection as the service account (again after every reconnect)."""
         settings = self.settings
-        uri = conn.server.uri
+        server = conn.server
+        uri = server.uri
         if not settings.service_password:
             raise LdapUnavailable(f"service account for {uri} has no password configured")
         try:
@@ -659,14 +749,32 @@ class AsyncLdapClient(LdapClient):
         result = reply.result
         assert result is not None
         if result.code == 0:
+            self._service_ok.add(uri)
+            if self._refused.pop(uri, None) is not None:
+                logger.info("LDAP %s accepts the service account %r again", uri,
+                            settings.service_dn)
             return
         if result.code in UNAVAILABLE_CODES:
             raise _SetupFailed(f"service bind answered with result {result.code} "
                                f"({result.message})")
+        self._refuse_service(loop, server, result)
+
+    def _refuse_service(self, loop: asyncio.AbstractEventLoop, server: _Server,
+                        result: LdapResult) -> None:
+        """Hold back service binds to `server` for down_for; log once; raise LdapUnavailable."""
+        dn = self.settings.service_dn
         what = "invalid credentials" if result.code == INVALID_CREDENTIALS else "refused"
         detail = f": {result.message}" if result.message else ""
-        raise LdapUnavailable(f"service account rejected by {uri} ({what}, result "
-                              f"{result.code}{detail})")
+        reason = (f"service account {dn!r} rejected by {server.uri} ({what}, result "
+                  f"{result.code}{detail})")
+        self._service_ok.discard(server.uri)
+        if server.uri not in self._refused:
+            logger.error("LDAP %s rejected the service account %r (%s, result %d%s): searches "
+                         "on it fail at once, and the account is tried again every %gs at most "
+                         "(check bind_dn and bind_password)", server.uri, dn, what,
+                         result.code, detail, self.down_for)
+        self._refused[server.uri] = (loop.time() + self.down_for, reason)
+        raise LdapUnavailable(reason)
 
 
 def _entry(m: proto.LdapMessage) -> Entry:

@@ -2,14 +2,24 @@
 
 Only three things are ever asked of a directory: a simple bind (is this
 password right?), a search as the service account (find the user, check a
-group, read attributes) and StartTLS/LDAPS around both. Keeping the contract
-this small lets the wire implementation be chosen for speed (see aio.py and
-threaded.py) without touching the authenticator or the account source.
+group, read attributes) and StartTLS/LDAPS around both; plus, for Active
+Directory logins by user principal name, one search as the user who just
+bound (`bind_and_search`: the only way to learn the entry's DN without a
+service account). Keeping the contract this small lets the wire
+implementation be chosen for speed (see aio.py and threaded.py) without
+touching the authenticator or the account source.
 
 Errors: a bind that the server answers — with success or with any result
 code — is a `LdapResult`, not an exception (wrong password is result 49).
 Exceptions are for infrastructure: `LdapUnavailable` (refused, reset, TLS
-failure, busy/unavailable result codes, every server down) and `LdapTimeout`.
+failure, busy/unavailable result codes, every server down, a service account
+the server refuses) and `LdapTimeout`.
+
+A service account the server refuses (wrong password, locked, disabled) is an
+outage of the operator's making: both clients then hold back service binds to
+that server for `down_for` seconds (answering LdapUnavailable at once) and
+let one connection at a time try it until it has been accepted, so that a
+wrong password cannot lock the account under an AD lockout policy.
 """
 
 from __future__ import annotations
@@ -22,6 +32,8 @@ INVALID_CREDENTIALS = 49
 # Result codes that mean "the directory cannot answer now": the 5xx path, never a 401.
 # timeLimitExceeded, adminLimitExceeded, busy, unavailable, other
 UNAVAILABLE_CODES = frozenset({3, 11, 51, 52, 80})
+SIZE_LIMIT_EXCEEDED = 4  # what arrived is the answer
+DOWN_FOR = 3.0  # seconds a server is skipped after a failed setup or a refused service account
 
 
 class Scope(enum.IntEnum):
@@ -50,6 +62,17 @@ class Entry:
 
     def values(self, name: str) -> list[bytes]:
         return self.attributes.get(name.lower(), [])
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRequest:
+    """One search, for `bind_and_search` (the arguments of `LdapClient.search`)."""
+
+    base: str
+    scope: Scope
+    filter: str
+    attributes: Sequence[str] = ()
+    size_limit: int = 0
 
 
 class LdapError(Exception):
@@ -110,6 +133,18 @@ class LdapClient:
 
         Refuses an empty password (ValueError): an empty-password bind is an
         unauthenticated bind that many servers report as success.
+        """
+        raise NotImplementedError
+
+    async def bind_and_search(self, dn: str, password: str,
+                              request: SearchRequest) -> tuple[LdapResult, list[Entry]]:
+        """`bind`, then, only when it succeeded, `request` as that user on the same connection.
+
+        The entries are [] when the bind failed. The search is never retried:
+        its connection is bound as the user, and an outage after the bind
+        raises like any search (LdapUnavailable, LdapTimeout). LdapOperationError
+        comes from the search only, i.e. after a successful bind. The connection
+        is reset afterwards like after `bind` (reset_after_bind).
         """
         raise NotImplementedError
 

@@ -11,8 +11,6 @@ attribute, and hex (or base64) for octets that are not text, never a crash.
 from __future__ import annotations
 
 import base64
-import importlib.util
-import ipaddress
 import logging
 import re
 import ssl
@@ -23,16 +21,13 @@ from urllib.parse import urlsplit
 from bridge.config import Section
 from bridge.ldap.client import Entry, LdapClient, Scope, ServerSettings, TlsMode
 from bridge.ldap.escape import parse_dn, placeholders
+from bridge.net import client_tls_context, is_loopback
 
 logger = logging.getLogger("bridge.ldap")
 
 CLIENTS = ("asyncio", "ldap3")
+DEFAULT_CLIENT = "asyncio"  # our own wire client on the event loop; "ldap3": threads
 DEFAULT_THREADS = 64
-
-
-def default_client() -> str:
-    """asyncio (no threads, our own wire client) when it is installed; ldap3 otherwise."""
-    return "asyncio" if importlib.util.find_spec("bridge.ldap.aio") else "ldap3"
 
 
 @dataclass(frozen=True)
@@ -51,15 +46,6 @@ class Directory:
         from bridge.ldap.aio import AsyncLdapClient
 
         return AsyncLdapClient(self.server)
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _uris(cfg: Section) -> list[str]:
@@ -92,17 +78,14 @@ def _uris(cfg: Section) -> list[str]:
 
 def read_directory(cfg: Section) -> Directory:
     """Read the connection keys of an `[auth]` or `[source]` table of type "ldap"."""
-    client = cfg.str("client", default_client(), choices=CLIENTS)
-    if client == "asyncio" and "client" in cfg and not importlib.util.find_spec("bridge.ldap.aio"):
-        cfg.problem("client", "the asyncio client (bridge.ldap.aio) is not installed; "
-                              "use client = \"ldap3\"")
+    client = cfg.str("client", DEFAULT_CLIENT, choices=CLIENTS)
     uris = _uris(cfg)
     tls = cfg.str("tls", "starttls", choices=("starttls", "none"))
     verify = cfg.bool("tls_verify", True)
     ca_file = cfg.path_value("ca_file", None) if "ca_file" in cfg else None
     if ca_file is not None and ca_file.is_file():
-        try:
-            ssl.create_default_context(cafile=str(ca_file))
+        try:  # the context both clients will build: the shared TLS policy of bridge.net
+            client_tls_context(str(ca_file), verify=verify)
         except (ssl.SSLError, OSError, ValueError) as exc:
             cfg.problem("ca_file", f"{ca_file} is not a readable PEM CA certificate: {exc}")
     tls_name = cfg.str("tls_name", None, nonempty=True) if "tls_name" in cfg else None

@@ -10,15 +10,22 @@ fresh connection, so a directory restart costs no request an error.
 Failover walks the URIs in order. Not ldap3's ServerPool: when every server
 is down it sleeps POOLING_LOOP_TIMEOUT (10 s, process-wide) before giving up,
 and it connects twice (an availability probe, then the real socket).
+
+A service account a server refuses is held back like in the asyncio client:
+searches on that server fail at once for `down_for` seconds, and until the
+server has accepted the account one thread at a time tries it, so a wrong
+password costs one failed bind per `down_for`, not one per request or thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import ssl
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -40,6 +47,9 @@ from ldap3 import Tls as Ldap3Tls
 from ldap3.core.exceptions import LDAPException, LDAPInvalidFilterError, LDAPResponseTimeoutError
 
 from bridge.ldap.client import (
+    DOWN_FOR,
+    INVALID_CREDENTIALS,
+    SIZE_LIMIT_EXCEEDED,
     UNAVAILABLE_CODES,
     Entry,
     LdapClient,
@@ -48,13 +58,16 @@ from bridge.ldap.client import (
     LdapTimeout,
     LdapUnavailable,
     Scope,
+    SearchRequest,
     ServerSettings,
     TlsMode,
 )
+from bridge.net import client_tls_context
+
+logger = logging.getLogger("bridge.ldap")
 
 T = TypeVar("T")
 DEFAULT_THREADS = 64
-SIZE_LIMIT_EXCEEDED = 4
 _SCOPES = {Scope.BASE: BASE, Scope.ONELEVEL: LEVEL, Scope.SUBTREE: SUBTREE}
 
 
@@ -98,14 +111,6 @@ class _Tls(Ldap3Tls):
             server_hostname=self.server_hostname)
 
 
-def _context(settings: ServerSettings) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=settings.ca_file)
-    if not settings.verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 class _Target:
     """One URI, and how to secure it.
 
@@ -124,6 +129,11 @@ class _Target:
         secure = self.ldaps or self.starttls
         self.tls = _Tls(context, settings.tls_name or self.host) if secure else None
         self.connect_timeout = settings.connect_timeout
+        # the service account on this server: held back until (monotonic, reason) after a
+        # refusal; accepted since; one thread at a time tries it until it is accepted
+        self.refused: tuple[float, str] | None = None
+        self.service_ok = False
+        self.gate = threading.Lock()
 
     def server(self) -> Server:
         return Server(self.host, port=self.port, use_ssl=self.ldaps, tls=self.tls,
@@ -131,10 +141,12 @@ class _Target:
 
 
 class Ldap3Client(LdapClient):
-    def __init__(self, settings: ServerSettings, *, threads: int = DEFAULT_THREADS) -> None:
+    def __init__(self, settings: ServerSettings, *, threads: int = DEFAULT_THREADS,
+                 down_for: float = DOWN_FOR) -> None:
         super().__init__(settings)
         self.threads = threads
-        context = _context(settings)
+        self.down_for = down_for
+        context = client_tls_context(settings.ca_file, verify=settings.verify)
         self._targets = [_Target(uri, settings, context) for uri in settings.uris]
         self._executor: ThreadPoolExecutor | None = None
         self._local = threading.local()
@@ -166,7 +178,14 @@ class Ldap3Client(LdapClient):
     async def bind(self, dn: str, password: str) -> LdapResult:
         if not password:
             raise ValueError("refusing a bind with an empty password (it would be anonymous)")
-        return await self._run(self._bind, dn, password)
+        result, _ = await self._run(self._bind, dn, password, None)
+        return result
+
+    async def bind_and_search(self, dn: str, password: str,
+                              request: SearchRequest) -> tuple[LdapResult, list[Entry]]:
+        if not password:
+            raise ValueError("refusing a bind with an empty password (it would be anonymous)")
+        return await self._run(self._bind, dn, password, request)
 
     async def search(self, base: str, scope: Scope, filter: str, attributes: Sequence[str], *,
                      size_limit: int = 0) -> list[Entry]:
@@ -174,11 +193,22 @@ class Ldap3Client(LdapClient):
 
     # -- in the worker threads ----------------------------------------------------
 
-    def _connect(self, user: str | None, password: str | None) -> Connection:
-        """A new connection to the first server that answers, TLS started, not yet bound."""
+    def _connect(self, service: bool) -> Connection:
+        """A new connection to the first server that answers, TLS started.
+
+        `service`: bound as the service account (anonymously without one);
+        else not bound at all. A server that refuses the service account ends
+        the walk, like in the asyncio client: the next one would refuse it too.
+        """
         s = self.settings
+        as_service = service and bool(s.service_dn)
+        user, password = (s.service_dn, s.service_password) if as_service else (None, None)
+        if as_service and not password:
+            raise LdapUnavailable("the service account has no password configured")
         failures: list[BaseException] = []
         for target in self._targets:
+            if as_service:
+                self._check_refused(target)
             conn = Connection(target.server(), user=user, password=password,
                               authentication=SIMPLE if user else ANONYMOUS, client_strategy=SYNC,
                               raise_exceptions=False, receive_timeout=max(1, math.ceil(s.timeout)),
@@ -195,6 +225,8 @@ class Ldap3Client(LdapClient):
                 continue
             with self._lock:
                 self._open.add(conn)
+            if service:
+                self._service_bind(target, conn, as_service)
             return conn
         detail = "; ".join(f"{t.uri}: {_describe(e)}" for t, e in zip(self._targets, failures,
                                                                      strict=True))
@@ -214,79 +246,154 @@ class Ldap3Client(LdapClient):
         if conn is not None:
             self._close_quietly(conn)
 
+    # -- the service account ---------------------------------------------------------
+
+    def _check_refused(self, target: _Target) -> None:
+        """LdapUnavailable at once while `target` is held back after refusing the account."""
+        refused = target.refused
+        if refused is not None and (left := refused[0] - time.monotonic()) > 0:
+            raise LdapUnavailable(f"{refused[1]}; no service bind to {target.uri} for another "
+                                  f"{left:.1f}s")
+
+    def _service_bind(self, target: _Target, conn: Connection, as_service: bool) -> None:
+        """Bind `conn` as the service account; until `target` has accepted it, one thread at
+        a time (the others wait for its answer); on failure close `conn` and raise."""
+        if not as_service or target.service_ok:
+            self._service_bind_now(target, conn, as_service)
+            return
+        with target.gate:
+            if not target.service_ok:
+                try:
+                    self._check_refused(target)
+                except LdapUnavailable:
+                    self._close_quietly(conn)
+                    raise
+                self._service_bind_now(target, conn, as_service)
+                return
+        self._service_bind_now(target, conn, as_service)
+
+    def _service_bind_now(self, target: _Target, conn: Connection, as_service: bool) -> None:
+        try:
+            conn.bind(read_server_info=False)
+        except LDAPException as exc:
+            self._close_quietly(conn)
+            raise _mapped(exc, "service bind") from exc
+        if conn.bound:
+            if as_service and not target.service_ok:
+                target.service_ok = True
+                if target.refused is not None:
+                    target.refused = None
+                    logger.info("LDAP %s accepts the service account %r again", target.uri,
+                                self.settings.service_dn)
+            return
+        result = _result(conn)
+        self._close_quietly(conn)
+        if result.code in UNAVAILABLE_CODES or not as_service:
+            raise LdapUnavailable(f"service bind to {target.uri}: result {result.code} "
+                                  f"{result.message}")
+        # like the asyncio client: an unusable service account is an outage, whatever the
+        # code, and it is not tried again on every request (lockout policies)
+        dn = self.settings.service_dn
+        what = "invalid credentials" if result.code == INVALID_CREDENTIALS else "refused"
+        detail = f": {result.message}" if result.message else ""
+        reason = (f"service account {dn!r} rejected by {target.uri} ({what}, result "
+                  f"{result.code}{detail})")
+        with self._lock:
+            first = target.refused is None
+            target.service_ok = False
+            target.refused = (time.monotonic() + self.down_for, reason)
+        if first:
+            logger.error("LDAP %s rejected the service account %r (%s, result %d%s): searches "
+                         "on it fail at once, and the account is tried again every %gs at most "
+                         "(check bind_dn and bind_password)", target.uri, dn, what,
+                         result.code, detail, self.down_for)
+        raise LdapUnavailable(reason)
+
+    # -- operations, with one retry for a pooled connection found dead ------------------
+
     def _service(self) -> tuple[Connection, bool]:
         """This thread's service connection (bound), and whether it was just opened."""
         conn: Connection | None = getattr(self._local, "service", None)
         if conn is not None and not conn.closed and conn.bound:
             return conn, False
         self._drop("service")
-        s = self.settings
-        conn = self._connect(s.service_dn, s.service_password)
-        try:
-            conn.bind(read_server_info=False)
-        except LDAPException as exc:
-            self._close_quietly(conn)
-            raise _mapped(exc, "service bind") from exc
-        if not conn.bound:
-            result = _result(conn)
-            self._close_quietly(conn)
-            # like the asyncio client: an unusable service account is an outage, whatever the code
-            raise LdapUnavailable(f"service account rejected by {conn.server.host}: result "
-                                  f"{result.code} {result.message}")
-        self._local.service = conn
+        conn = self._local.service = self._connect(service=True)
         return conn, True
+
+    def _binder(self) -> tuple[Connection, bool]:
+        """This thread's connection for user binds, and whether it was just opened."""
+        conn: Connection | None = getattr(self._local, "binder", None)
+        if conn is not None and not conn.closed:
+            return conn, False
+        self._drop("binder")
+        conn = self._local.binder = self._connect(service=False)
+        return conn, True
+
+    def _retrying(self, slot: str, connection: Callable[[], tuple[Connection, bool]],
+                  operation: Callable[[Connection], T], what: str) -> T:
+        """`operation` on this thread's `slot` connection; when a reused connection turns
+        out dead (ldap3 raises: server restart, idle timeout), once more on a fresh one.
+        A fresh connection's failure and timeouts are not retried."""
+        for attempt in (0, 1):
+            conn, fresh = connection()
+            try:
+                return operation(conn)
+            except LDAPException as exc:
+                self._drop(slot)
+                if fresh or attempt or _is_timeout(exc):
+                    raise _mapped(exc, what) from exc
+        raise AssertionError("unreachable")
 
     def _search(self, base: str, scope: Scope, filter: str, attributes: list[str],
                 size_limit: int) -> list[Entry]:
-        for attempt in range(2):
-            conn, fresh = self._service()
-            try:
-                conn.search(base, filter, search_scope=_SCOPES[Scope(scope)],
-                            attributes=attributes or NO_ATTRIBUTES, size_limit=size_limit,
-                            time_limit=max(1, math.ceil(self.settings.timeout)))
-            except LDAPInvalidFilterError as exc:
-                raise LdapOperationError(LdapResult(87, str(exc)), "search") from exc
-            except LDAPException as exc:
-                self._drop("service")
-                if fresh or attempt or _is_timeout(exc):
-                    raise _mapped(exc, "search") from exc
-                continue  # a reused connection died while idle: once more on a new one
-            result = _result(conn)
-            if result.code not in (0, SIZE_LIMIT_EXCEEDED):
-                if result.code in UNAVAILABLE_CODES:
-                    self._drop("service")
-                    raise LdapUnavailable(f"search: result {result.code} {result.message}")
-                raise LdapOperationError(result, "search")
-            return [_entry(item) for item in conn.response or ()
-                    if item.get("type") == "searchResEntry"]  # searchResRef: skipped
-        raise AssertionError("unreachable")
+        request = SearchRequest(base, scope, filter, attributes, size_limit)
+        return self._retrying("service", self._service,
+                              lambda conn: self._search_on(conn, request, "service"), "search")
 
-    def _bind(self, dn: str, password: str) -> LdapResult:
-        for attempt in range(2):
-            conn: Connection | None = getattr(self._local, "binder", None)
-            fresh = conn is None or conn.closed
-            if fresh:
-                self._drop("binder")
-                conn = self._local.binder = self._connect(None, None)
-            assert conn is not None
+    def _search_on(self, conn: Connection, request: SearchRequest, slot: str) -> list[Entry]:
+        try:
+            conn.search(request.base, request.filter, search_scope=_SCOPES[Scope(request.scope)],
+                        attributes=list(request.attributes) or NO_ATTRIBUTES,
+                        size_limit=request.size_limit,
+                        time_limit=max(1, math.ceil(self.settings.timeout)))
+        except LDAPInvalidFilterError as exc:
+            raise LdapOperationError(LdapResult(87, str(exc)), "search") from exc
+        result = _result(conn)
+        if result.code not in (0, SIZE_LIMIT_EXCEEDED):
+            if result.code in UNAVAILABLE_CODES:
+                self._drop(slot)
+                raise LdapUnavailable(f"search: result {result.code} {result.message}")
+            raise LdapOperationError(result, "search")
+        return [_entry(item) for item in conn.response or ()
+                if item.get("type") == "searchResEntry"]  # searchResRef: skipped
+
+    def _bind(self, dn: str, password: str,
+              then: SearchRequest | None) -> tuple[LdapResult, list[Entry]]:
+        def bind(conn: Connection) -> tuple[LdapResult, list[Entry]]:
             conn.user, conn.password, conn.authentication = dn, password, SIMPLE
             try:
                 conn.bind(read_server_info=False)
-            except LDAPException as exc:
-                self._drop("binder")
-                if fresh or attempt or _is_timeout(exc):
-                    raise _mapped(exc, "bind") from exc
-                continue
             finally:
                 conn.user, conn.password, conn.authentication = None, None, ANONYMOUS
             result = _result(conn)
             if result.code in UNAVAILABLE_CODES:
                 self._drop("binder")
                 raise LdapUnavailable(f"bind: result {result.code} {result.message}")
-            if result.ok and self.settings.reset_after_bind:
-                self._reset(conn)
-            return result
-        raise AssertionError("unreachable")
+            if not result.ok:
+                return result, []
+            try:
+                if then is None:
+                    return result, []
+                try:  # as the user, on this connection: not retried once the bind was answered
+                    return result, self._search_on(conn, then, "binder")
+                except LDAPException as exc:
+                    self._drop("binder")
+                    raise _mapped(exc, "search as the user") from exc
+            finally:
+                if self.settings.reset_after_bind and getattr(self._local, "binder", None) is conn:
+                    self._reset(conn)
+
+        return self._retrying("binder", self._binder, bind, "bind")
 
     def _reset(self, conn: Connection) -> None:
         """Bind anonymously so the connection does not stay bound as the user; else close it."""

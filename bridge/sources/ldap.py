@@ -20,15 +20,17 @@ several entries, or one account per value of a multi-valued attribute.
     [source.fields]
     extension = "telephoneNumber"          # field = attribute (first value unless per_value)
 
-`{dn}` is the identity's `dn` attribute (set by the LDAP authenticator), put
-into `base` as it is and into filters escaped; `{username}` is the identity's
-canonical name, DN-escaped in `base`. Accounts come in the server's order, and
+`{dn}` is the identity's `dn` attribute, put into `base` as it is and into
+filters escaped; `{username}` is the identity's canonical name, DN-escaped in
+`base`. The LDAP authenticator always sets `dn` (the entry read, the DN bound,
+or for an AD login by UPN alone the entry found as that user; see
+bridge.auth.ldap); after another authenticator, `{dn}` needs a `dn` attribute
+from it, or use `{username}`. Accounts come in the server's order, and
 per_value accounts in the order of the values.
 """
 
 from __future__ import annotations
 
-from bridge.auth.ldap import translate
 from bridge.config import Section
 from bridge.errors import BridgeError, InternalError
 from bridge.ldap.client import Entry, LdapClient, LdapError, Scope
@@ -41,6 +43,7 @@ from bridge.ldap.config import (
     read_template,
     text_value,
 )
+from bridge.ldap.errors import translate
 from bridge.ldap.escape import escape_dn_value, escape_filter_value, fill
 from bridge.models import Account, Credentials, Identity, Scalar
 from bridge.sources import AccountSource
@@ -140,7 +143,8 @@ class LdapSource(AccountSource):
         dn = identity.attributes.get("dn")
         if dn is None and "{dn}" in self.base + self.filter:
             raise InternalError(f"LDAP source: identity {identity.username!r} has no 'dn' "
-                                "(use [auth] type = \"ldap\", or no {dn} in base/filter)")
+                                "(the LDAP authenticator sets it unless the log says why "
+                                "not; after another authenticator use {username}, not {dn})")
         base = fill(self.base, {"dn": str, "username": escape_dn_value}, dn=str(dn),
                     username=identity.username)
         flt = fill(self.filter, escape_filter_value, dn=str(dn), username=identity.username)

@@ -1,19 +1,23 @@
 """The LDAP authenticator against a real Samba AD DC: the Active Directory specifics.
 
-sAMAccountName search-then-bind and UPN binds over LDAPS and StartTLS, nested
-groups through the in-chain matching rule (one search), the bind sub-codes
-(533 disabled, 701 expired, 773 must change password) as NotPermitted, the
-search continuation references AD puts in subtree results, binary attributes.
+sAMAccountName search-then-bind and UPN binds over LDAPS and StartTLS (the
+entry's DN found as the user after a UPN bind), nested groups through the
+in-chain matching rule (one search), the bind sub-codes (533 disabled, 701
+expired, 773 must change password) as NotPermitted and 775 (locked out) as
+invalid credentials, bare group names only under the groups' base, the search
+continuation references AD puts in subtree results, binary attributes.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from ldap3 import Connection, Server, Tls
 
 from bridge.auth import build_authenticator
 from bridge.auth.ldap import LdapAuthenticator
@@ -22,6 +26,8 @@ from bridge.errors import NotPermitted
 from bridge.ldap.client import Scope
 from bridge.ldap.escape import escape_filter_value, fill
 from bridge.models import Credentials, Identity
+from bridge.sources import build_source
+from bridge.sources.ldap import LdapSource
 from tests.ad.samba import AD_GROUPS, AD_USERS
 from tests.auth.test_ldap import CLIENTS
 
@@ -75,6 +81,24 @@ async def login(auth: LdapAuthenticator, username: str, password: str) -> Identi
     return await auth.authenticate(Credentials(username, password))
 
 
+@contextlib.contextmanager
+def administrator(env: dict[str, str]) -> Iterator[Connection]:
+    """An ldap3 connection as the domain's Administrator, to add objects for one test."""
+    tls = Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=env["AD_CA_FILE"],
+              version=ssl.PROTOCOL_TLS_CLIENT, valid_names=[env["AD_TLS_NAME"]])
+    conn = Connection(Server(env["AD_HOST"], port=636, use_ssl=True, tls=tls),
+                      env["AD_ADMIN_UPN"], env["AD_ADMIN_PASSWORD"], auto_bind=True)
+    try:
+        yield conn
+    finally:
+        conn.unbind()
+
+
+def add_fresh(admin: Connection, dn: str, classes: list[str], attrs: dict[str, Any]) -> None:
+    admin.delete(dn)  # a kept domain (ZB_SAMBA_AD_DIR) may hold it from an interrupted run
+    assert admin.add(dn, classes, attrs), admin.result
+
+
 async def test_sam_account_name_search_then_bind(samba_ad: dict[str, str], client: str,
                                                  transport: str) -> None:
     async with running(ad_table(samba_ad, client, transport)) as auth:
@@ -91,19 +115,55 @@ async def test_sam_account_name_search_then_bind(samba_ad: dict[str, str], clien
         assert await login(auth, "nobody", ALICE.password) is None
 
 
-async def test_upn_bind(samba_ad: dict[str, str], client: str, transport: str) -> None:
+@pytest.mark.parametrize("service", [True, False], ids=["service-account", "no-service-account"])
+async def test_upn_bind(samba_ad: dict[str, str], client: str, transport: str,
+                        service: bool) -> None:
     upn = "{username}@" + samba_ad["AD_UPN_SUFFIX"]
     pure = ad_table(samba_ad, client, transport, user_upn=upn, user_search=None,
                     attributes=None, username_attribute=None)
-    async with running(pure) as auth:   # a bind and nothing else
-        assert await login(auth, "alice", ALICE.password) == Identity("alice")
+    if not service:
+        pure = {k: v for k, v in pure.items() if k not in ("bind_dn", "bind_password")}
+    async with running(pure) as auth:   # a bind, and the DN found as that user
+        assert await login(auth, "alice", ALICE.password) == Identity("alice", {"dn": ALICE.dn})
+        assert await login(auth, SPECIAL.sam, SPECIAL.password) == Identity(
+            SPECIAL.sam, {"dn": SPECIAL.dn})  # (x) in the UPN: escaped in the filter
         assert await login(auth, "alice", "Wrong-Passw0rd") is None
         assert await login(auth, "nobody", "Wrong-Passw0rd") is None
         for typed in ("alice@example.test", "EXAMPLE\\alice", "alice,CN=Users", "*", " alice"):
             assert await login(auth, typed, ALICE.password) is None
+    if not service:
+        return
     async with running(ad_table(samba_ad, client, transport, user_upn=upn)) as auth:
         identity = await login(auth, "alice", ALICE.password)  # bind by UPN, read by search
         assert identity is not None and identity.attributes["dn"] == ALICE.dn
+    bare = ad_table(samba_ad, client, transport, user_upn=upn, attributes=None,
+                    username_attribute=None)
+    async with running(bare) as auth:  # with a search but nothing to read: the DN still
+        assert await login(auth, "alice", ALICE.password) == Identity("alice", {"dn": ALICE.dn})
+
+
+async def test_directory_source_after_a_upn_bind(samba_ad: dict[str, str], client: str) -> None:
+    """{identity.dn} after a UPN bind alone: the source's default base "{dn}" finds the entry."""
+    cfg = ad_table(samba_ad, client, user_upn="{username}@" + samba_ad["AD_UPN_SUFFIX"],
+                   user_search=None, attributes=None, username_attribute=None)
+    cfg = {k: v for k, v in cfg.items() if k not in ("bind_dn", "bind_password")}
+    async with running(cfg) as auth:
+        identity = await login(auth, "alice", ALICE.password)
+    assert identity is not None
+    section = Section({"type": "ldap", "from": "directory", "client": client,
+                       **{k: cfg[k] for k in ("uri", "ca_file", "tls_name")},
+                       "bind_dn": samba_ad["AD_SVC_UPN"],
+                       "bind_password": samba_ad["AD_SVC_PASSWORD"],
+                       "fields": {"mail": "mail"}}, "source", [], Path.cwd())
+    source = build_source(section)
+    assert section.problems == [] and isinstance(source, LdapSource)
+    await source.start()
+    try:
+        accounts = await source.accounts(identity, Credentials("alice", ALICE.password))
+    finally:
+        await source.close()
+    assert [dict(a.fields) for a in accounts] == [{"dn": ALICE.dn,
+                                                   "mail": "alice@example.test"}]
 
 
 @pytest.mark.parametrize("mode", ["search", "upn"])
@@ -127,6 +187,8 @@ async def test_refused_accounts_are_not_permitted(samba_ad: dict[str, str], clie
      {"groupInner", "groupOuter"}),
     ({"membership": "memberOf", "required": ["groupInner"]}, True, {"groupInner"}),
     ({"membership": "memberOf", "required": ["groupOuter"]}, False, set()),  # direct only
+    ({"membership": "memberOf", "required": [AD_GROUPS["groupInner"]]}, True,
+     {"groupInner"}),                                                       # DNs: no base
     ({"membership": "member", "required": ["groupOuter"]}, True,
      {"groupInner", "groupOuter"}),                                         # client-side
     ({"membership": "in_chain", "required": ["Domain Admins"]}, False, set()),
@@ -134,8 +196,8 @@ async def test_refused_accounts_are_not_permitted(samba_ad: dict[str, str], clie
 async def test_nested_groups(samba_ad: dict[str, str], client: str, groups: dict[str, Any],
                              allowed: bool, found: set[str]) -> None:
     policy = {"base": samba_ad["AD_BASE_DN"], **groups}
-    if groups["membership"] == "memberOf":
-        policy.pop("base")
+    if groups["membership"] == "memberOf" and all("=" in r for r in groups["required"]):
+        policy.pop("base")  # memberOf needs no search; bare names need the base, DNs do not
     async with running(ad_table(samba_ad, client, groups=policy)) as auth:
         if not allowed:
             with pytest.raises(NotPermitted, match="required groups"):
@@ -179,3 +241,120 @@ async def test_special_characters(samba_ad: dict[str, str], client: str, mode: s
             assert await auth.client.search(samba_ad["AD_BASE_DN"], Scope.SUBTREE, flt,
                                             ["cn"]) == []
             assert await login(auth, hostile, ALICE.password) is None
+
+
+@pytest.fixture
+def voip_elsewhere(samba_ad: dict[str, str]) -> Iterator[str]:
+    """A group named "voip" outside CN=Users, with alice in it; removed afterwards."""
+    ou = f"OU=zb-elsewhere,{samba_ad['AD_BASE_DN']}"
+    group = f"CN=voip,{ou}"
+    with administrator(samba_ad) as admin:
+        admin.delete(group)
+        add_fresh(admin, ou, ["top", "organizationalUnit"], {})
+        add_fresh(admin, group, ["top", "group"], {"sAMAccountName": "zb-voip-elsewhere",
+                                                    "member": [ALICE.dn]})
+        try:
+            yield group
+        finally:
+            admin.delete(group)
+            admin.delete(ou)
+
+
+@pytest.mark.parametrize("membership", ["memberOf", "in_chain"])
+async def test_bare_group_name_elsewhere_does_not_count(samba_ad: dict[str, str], client: str,
+                                                        voip_elsewhere: str,
+                                                        membership: str) -> None:
+    users = samba_ad["AD_USERS_DN"]
+    policy = {"membership": membership, "required": ["voip"], "base": users}
+    async with running(ad_table(samba_ad, client, groups=policy)) as auth:
+        with pytest.raises(NotPermitted, match="required groups"):
+            await login(auth, "alice", ALICE.password)
+    # the same group under the base (here: the domain) does count, and so does its DN
+    # wherever membership finds it (memberOf lists groups anywhere; searches look under base)
+    cases = [(["voip"], samba_ad["AD_BASE_DN"])]
+    if membership == "memberOf":
+        cases.append(([voip_elsewhere], users))
+    for required, base in cases:
+        policy = {"membership": membership, "required": required, "base": base}
+        async with running(ad_table(samba_ad, client, groups=policy)) as auth:
+            identity = await login(auth, "alice", ALICE.password)
+        assert identity is not None and voip_elsewhere in identity.groups
+
+
+@pytest.fixture
+def locked_out(samba_ad: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """A user under a password policy that locks it after 2 wrong passwords (a PSO)."""
+    base = samba_ad["AD_BASE_DN"]
+    user = f"CN=zb-locky,{samba_ad['AD_USERS_DN']}"
+    pso = f"CN=zb-lockout,CN=Password Settings Container,CN=System,{base}"
+    password = "Locky-Passw0rd"
+    ten_minutes = -10 * 60 * 10_000_000  # AD intervals: negative, in 100 ns
+    with administrator(samba_ad) as admin:
+        add_fresh(admin, user, ["top", "person", "organizationalPerson", "user"], {
+            "sAMAccountName": "zb-locky", "userAccountControl": 512,
+            "userPrincipalName": f"zb-locky@{samba_ad['AD_UPN_SUFFIX']}",
+            "unicodePwd": f'"{password}"'.encode("utf-16-le")})
+        add_fresh(admin, pso, ["msDS-PasswordSettings"], {
+            "msDS-PasswordSettingsPrecedence": 1, "msDS-PasswordReversibleEncryptionEnabled":
+            False, "msDS-PasswordHistoryLength": 0, "msDS-PasswordComplexityEnabled": False,
+            "msDS-MinimumPasswordLength": 0, "msDS-MinimumPasswordAge": 0,
+            "msDS-MaximumPasswordAge": -(2**63) + 1, "msDS-LockoutThreshold": 2,
+            "msDS-LockoutObservationWindow": ten_minutes, "msDS-LockoutDuration": ten_minutes,
+            "msDS-PSOAppliesTo": user})
+        try:
+            yield "zb-locky", password
+        finally:
+            admin.delete(user)
+            admin.delete(pso)
+
+
+@pytest.mark.parametrize("mode", ["search", "upn"])
+async def test_locked_out_account_is_invalid_credentials(samba_ad: dict[str, str], client: str,
+                                                         locked_out: tuple[str, str],
+                                                         mode: str) -> None:
+    """775 comes back for ANY password: a 403 would confirm the account to a guesser."""
+    sam, password = locked_out
+    extra = {"user_upn": "{username}@" + samba_ad["AD_UPN_SUFFIX"]} if mode == "upn" else {}
+    async with running(ad_table(samba_ad, client, **extra)) as auth:
+        assert await login(auth, sam, password) is not None
+        for _ in range(2):
+            assert await login(auth, sam, "Wrong-Passw0rd") is None
+        bind = await auth.client.bind(f"{sam}@{samba_ad['AD_UPN_SUFFIX']}", password)
+        assert bind.code == 49 and "data 775" in bind.message  # locked now
+        assert await login(auth, sam, password) is None  # the right password: still a 401
+        assert await login(auth, sam, "Wrong-Passw0rd") is None
+
+
+@pytest.fixture
+def without_upn(samba_ad: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """A user without a userPrincipalName value: it binds by its implicit UPN only."""
+    user = f"CN=zb-noupn,{samba_ad['AD_USERS_DN']}"
+    password = "NoUpn-Passw0rd"
+    with administrator(samba_ad) as admin:
+        add_fresh(admin, user, ["top", "person", "organizationalPerson", "user"], {
+            "sAMAccountName": "zb-noupn", "userAccountControl": 512,
+            "unicodePwd": f'"{password}"'.encode("utf-16-le")})
+        try:
+            yield "zb-noupn", password
+        finally:
+            admin.delete(user)
+
+
+async def test_upn_login_whose_entry_cannot_be_found_has_no_dn(
+        samba_ad: dict[str, str], client: str, without_upn: tuple[str, str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Still a login (as before), without {identity.dn}; the log says why."""
+    sam, password = without_upn
+    upn = "{username}@" + samba_ad["AD_UPN_SUFFIX"]
+    pure = ad_table(samba_ad, client, user_upn=upn, user_search=None, attributes=None,
+                    username_attribute=None)
+    async with running(pure) as auth:
+        assert await login(auth, sam, password) == Identity(sam)  # its implicit UPN
+        assert "0 entries have that userPrincipalName" in caplog.text
+    finding_nobody = {"base": samba_ad["AD_BASE_DN"],
+                      "filter": "(&(objectClass=user)(sAMAccountName=nobody-{username}))"}
+    cfg = ad_table(samba_ad, client, user_upn=upn, user_search=finding_nobody,
+                   attributes=None, username_attribute=None)
+    async with running(cfg) as auth:
+        assert await login(auth, "alice", ALICE.password) == Identity("alice")
+    assert "0 entries were found reading" in caplog.text

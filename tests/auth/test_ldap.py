@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,11 +19,22 @@ import pytest
 import trustme
 
 from bridge.auth import build_authenticator
-from bridge.auth.ldap import LdapAuthenticator, account_refusal
+from bridge.auth.ldap import GroupPolicy, LdapAuthenticator, account_refusal
 from bridge.config import Section
 from bridge.errors import InternalError, NotPermitted, UpstreamTimeout, UpstreamUnavailable
-from bridge.ldap.client import Entry, Scope
-from bridge.ldap.config import default_client, text_value
+from bridge.ldap.client import (
+    Entry,
+    LdapClient,
+    LdapOperationError,
+    LdapResult,
+    LdapTimeout,
+    LdapUnavailable,
+    Scope,
+    SearchRequest,
+    ServerSettings,
+)
+from bridge.ldap.config import DEFAULT_CLIENT, text_value
+from bridge.ldap.errors import translate
 from bridge.ldap.escape import (
     ad_data_code,
     dn_key,
@@ -50,9 +61,7 @@ from tests.ldap.slapd import (
 
 pytestmark = pytest.mark.slow
 
-AIO = importlib.util.find_spec("bridge.ldap.aio") is not None
-CLIENTS = [pytest.param("asyncio", marks=pytest.mark.skipif(
-               not AIO, reason="bridge.ldap.aio is not there yet")), "ldap3"]
+CLIENTS = ["asyncio", "ldap3"]
 SEARCH = {"base": PEOPLE_DN, "filter": "(&(objectClass=inetOrgPerson)(uid={username}))"}
 ATTRIBUTES = {"displayName": "displayName", "extension": "telephoneNumber", "mail": "mail"}
 ALICE = USERS["alice"]
@@ -207,8 +216,10 @@ def test_one_way_to_find_the_user() -> None:
     assert problems({**base, "user_upn": "{username}@example.test"}) == []
 
 
-def test_default_client_is_asyncio_when_available() -> None:
-    assert default_client() == ("asyncio" if AIO else "ldap3")
+def test_default_client_is_asyncio() -> None:
+    assert DEFAULT_CLIENT == "asyncio"
+    assert make({"type": "ldap", "uri": "ldaps://ldap.example.org",
+                 "user_dn": "uid={username},o=x"}).directory.client == "asyncio"
 
 
 # -- escaping, at the unit level (the core refuses NUL and controls with a 400 anyway) --------
@@ -372,11 +383,11 @@ async def test_several_matches_are_invalid_credentials(slapd: Slapd, client: str
 
 
 async def test_direct_bind_without_a_service_account(slapd: Slapd, client: str) -> None:
-    """A pure DN bind: no search at all, the identity is the name as typed."""
+    """A pure DN bind: no search at all, the identity is the name as typed and the DN bound."""
     cfg = table(slapd, client, user_search=None, user_dn="uid={username}," + PEOPLE_DN,
                 bind_dn=None, bind_password=None, attributes=None, username_attribute=None)
     async with running(cfg) as auth:
-        assert await login(auth, "alice", ALICE.password) == Identity("alice")
+        assert await login(auth, "alice", ALICE.password) == Identity("alice", {"dn": ALICE.dn})
         assert await login(auth, "alice", "wrong") is None
         assert await login(auth, "jsmith", USERS["jsmith"].password) is None  # named by cn
 
@@ -543,3 +554,176 @@ async def test_connections_are_reused(monitored_slapd: Slapd, client: str) -> No
         assert bind_count(monitor) - before == 20  # 10 user binds + 10 anonymous resets
     monitor.unbind()
 
+
+
+async def test_rejected_service_account_binds_once_per_down_for(
+        monitored_slapd: Slapd, client: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A wrong service password: 30 logins, one failed service bind (not 30: AD lockout)."""
+    caplog.set_level(logging.INFO)
+    wrong = "not-the-gateway-secret"
+    monitor = monitored_slapd.monitor()
+    before = bind_count(monitor)
+    async with running(table(monitored_slapd, client, bind_password=wrong)) as auth:
+        for _ in range(10):
+            with pytest.raises(UpstreamUnavailable, match="service account"):  # a 503
+                await login(auth, "alice", ALICE.password)
+        results = await asyncio.gather(*(login(auth, "alice", ALICE.password)
+                                         for _ in range(20)), return_exceptions=True)
+        assert all(isinstance(r, UpstreamUnavailable) for r in results), results
+        binds = bind_count(monitor) - before
+    monitor.unbind()
+    assert 1 <= binds <= 2, f"{binds} service binds for 30 logins within down_for"
+    errors = [r.getMessage() for r in caplog.records
+              if r.name == "bridge.ldap" and r.levelno == logging.ERROR]
+    assert len(errors) == 1, errors
+    assert monitored_slapd.ldaps_uri in errors[0] and SERVICE_DN in errors[0]
+    assert wrong not in caplog.text
+
+
+async def test_bind_and_search_runs_as_the_user(slapd: Slapd, client: str) -> None:
+    own = SearchRequest(ALICE.dn, Scope.BASE, "(objectClass=*)", ["uid", "userPassword"])
+    async with running(table(slapd, client)) as auth:
+        result, entries = await auth.client.bind_and_search(ALICE.dn, ALICE.password, own)
+        assert result.ok and [e.dn for e in entries] == [ALICE.dn]
+        assert entries[0].values("userPassword")  # readable by alice herself only
+        assert await auth.client.search(ALICE.dn, Scope.BASE, "(objectClass=*)",
+                                        ["userPassword"]) == [Entry(ALICE.dn, {})]
+        result, entries = await auth.client.bind_and_search(ALICE.dn, "wrong", own)
+        assert (result.code, entries) == (49, [])
+        missing = SearchRequest(f"ou=nowhere,{slapd.base_dn}", Scope.BASE, "(uid=*)", [])
+        with pytest.raises(LdapOperationError):
+            await auth.client.bind_and_search(ALICE.dn, ALICE.password, missing)
+        assert (await auth.client.bind(ALICE.dn, ALICE.password)).ok  # the pool is fine
+
+
+# -- AD bind sub-codes, at the unit level (tests/ad has the real ones) ---------------------
+
+# Recorded from Samba AD (tests/ad) after two wrong passwords under a lockout policy of 2:
+# the same answer for the right password and for any other.
+AD_LOCKED_OUT = ("80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext error, "
+                 "data 775, v1db1")
+
+
+class RecordedAD(LdapClient):
+    """Answers every bind with one recorded Active Directory result: no network."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ServerSettings(uris=("ldaps://dc1.example.test",)))
+        self.message = message
+        self.binds = 0
+
+    async def bind(self, dn: str, password: str) -> LdapResult:
+        self.binds += 1
+        return LdapResult(49, self.message)
+
+
+def recorded(message: str) -> LdapAuthenticator:
+    auth = make({"type": "ldap", "uri": "ldaps://dc1.example.test",
+                 "user_dn": "CN={username},CN=Users,DC=example,DC=test"})
+    auth._client = RecordedAD(message)
+    return auth
+
+
+async def test_locked_out_is_invalid_credentials(caplog: pytest.LogCaptureFixture) -> None:
+    """AD says 775 to any password: telling it apart would confirm the account to a guesser."""
+    caplog.set_level(logging.INFO, logger="bridge.auth.ldap")
+    auth = recorded(AD_LOCKED_OUT)
+    for password in ("the-right-one", "a-guess"):
+        assert await login(auth, "alice", password) is None  # -> 401, counted as a failure
+    assert "'alice' is locked out (AD data 775)" in caplog.text
+    assert "a-guess" not in caplog.text
+
+
+@pytest.mark.parametrize(("code", "why"), [
+    ("533", "account disabled"), ("701", "account expired"), ("773", "must be changed"),
+    ("530", "at this time"), ("531", "from this workstation"), ("532", "password expired")])
+async def test_refusals_after_the_right_password_are_not_permitted(code: str, why: str) -> None:
+    """Only ever answered to the right password (52e otherwise): a 403 tells nothing new."""
+    auth = recorded(AD_LOCKED_OUT.replace("data 775", f"data {code}"))
+    with pytest.raises(NotPermitted, match=why):
+        await login(auth, "alice", "the-right-one")
+
+
+async def test_wrong_password_and_unknown_user_sub_codes_are_none() -> None:
+    for code in ("52e", "525"):
+        assert await login(recorded(AD_LOCKED_OUT.replace("775", code)), "alice", "x") is None
+
+
+# -- group names ---------------------------------------------------------------------------
+
+
+def test_bare_group_names_only_match_under_the_base() -> None:
+    inside, outside = GROUPS["voip"].dn, "cn=voip,ou=projects,dc=example,dc=org"
+    deeper = "cn=voip,ou=team,ou=groups,dc=example,dc=org"
+
+    def found(*dns: str) -> dict[tuple, str]:
+        return {dn_key(dn): dn for dn in dns}
+
+    policy = GroupPolicy(required=("voip",), base=GROUPS_DN)
+    assert policy.allows(found(inside))
+    assert not policy.allows(found(outside))  # same name, elsewhere (e.g. through memberOf)
+    assert policy.allows(found(deeper))       # scope "sub"
+    assert not GroupPolicy(required=("voip",), base=GROUPS_DN,
+                           scope=Scope.ONELEVEL).allows(found(deeper))
+    assert GroupPolicy(required=("VOIP",), base=GROUPS_DN.upper()).allows(found(inside))
+    # a DN says exactly which group: it needs no base
+    assert GroupPolicy(required=(outside,), base=GROUPS_DN).allows(found(outside))
+    assert GroupPolicy(required=(outside,), membership=("memberOf",)).allows(found(outside))
+
+
+def test_bare_group_names_need_a_base() -> None:
+    base = {"type": "ldap", "client": "ldap3", "uri": "ldaps://ldap.example.org",
+            "user_dn": "uid={username},o=x", "bind_dn": SERVICE_DN, "bind_password": "x"}
+    found = problems({**base, "groups": {"membership": "memberOf",
+                                         "required": ["voip", "cn=staff,o=x"]}})
+    assert any("'auth.groups.required': bare group names ('voip')" in p for p in found), found
+    assert problems({**base, "groups": {"membership": "memberOf",
+                                        "required": ["cn=staff,o=x"]}}) == []
+    assert problems({**base, "groups": {"membership": "memberOf", "required": ["voip"],
+                                        "base": "o=x"}}) == []
+
+
+# -- shared pieces: the error mapping and the TLS policy --------------------------------------
+
+
+def test_translate_is_one_mapping_for_auth_and_source() -> None:
+    import bridge.auth.ldap
+    import bridge.sources.ldap
+
+    assert bridge.auth.ldap.translate is translate is bridge.sources.ldap.translate
+    assert isinstance(translate(LdapUnavailable("service account rejected")),
+                      UpstreamUnavailable)
+    assert isinstance(translate(LdapTimeout("slow")), UpstreamTimeout)
+    assert isinstance(translate(LdapOperationError(LdapResult(32), "search")), InternalError)
+    assert isinstance(translate(LdapOperationError(LdapResult(1), "search")),
+                      UpstreamUnavailable)
+
+
+async def test_one_tls_policy_for_ldap_and_http(slapd: Slapd,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both clients and the configuration check build contexts with bridge.net's policy."""
+    import bridge.ldap.aio
+    import bridge.ldap.config
+    import bridge.ldap.threaded
+    import bridge.net
+
+    calls: list[tuple[str | None, bool]] = []
+
+    def spy(ca_file: str | None = None, *, verify: bool = True, **kw: Any) -> Any:
+        calls.append((ca_file, verify))
+        return bridge.net.client_tls_context(ca_file, verify=verify, **kw)
+
+    for module in (bridge.ldap.aio, bridge.ldap.config, bridge.ldap.threaded):
+        monkeypatch.setattr(module, "client_tls_context", spy)
+    assert bridge.ldap.config.is_loopback is bridge.net.is_loopback
+    ca = str(slapd.ca_file)
+    for client in CLIENTS:
+        calls.clear()
+        async with running(table(slapd, client)) as auth:
+            assert calls[0] == (ca, True)  # the configuration check
+            assert await login(auth, "alice", ALICE.password) is not None
+        assert calls == [(ca, True)] * 2, calls  # and the client's one context
+    calls.clear()
+    auth = make(table(slapd, "ldap3", tls_verify=False))
+    auth.directory.make_client()
+    assert calls == [(ca, False), (ca, False)]

@@ -20,6 +20,7 @@ from bridge.ldap.client import (
     LdapTimeout,
     LdapUnavailable,
     Scope,
+    SearchRequest,
     ServerSettings,
     TlsMode,
 )
@@ -373,6 +374,74 @@ async def test_service_account_rejected_is_unavailable(slapd: Slapd, password: s
         assert "Wrong-Service-Secret" not in str(info.value)
         assert client._down == {}  # a configuration error, not a server outage
         assert (await client.bind(ALICE.dn, ALICE.password)).ok  # binds do not need it
+
+
+async def test_rejected_service_account_is_held_back(caplog: pytest.LogCaptureFixture) -> None:
+    """A wrong service password: one failed bind per down_for, however many searches."""
+    caplog.set_level(logging.INFO, logger="bridge.ldap")
+    binds: list[int] = []
+    accept = False
+
+    def script(conn: int, n: int, mid: int, op: int) -> bytes:
+        if op == p.BIND_REQUEST:
+            binds.append(conn)
+            return reply(mid, p.BIND_RESPONSE, 0 if accept else 49)
+        return reply(mid, p.SEARCH_RESULT_DONE)
+
+    secret = "Wrong-Service-Secret"
+
+    async def searches(client: AsyncLdapClient, n: int) -> list[BaseException | list[Entry]]:
+        return await asyncio.gather(*(client.search("o=x", Scope.BASE, "(objectClass=*)", [])
+                                      for _ in range(n)), return_exceptions=True)
+
+    async with FakeLdap(script) as fake:
+        uri = fake.uri
+        settings = plain(uri, service_dn="cn=svc,o=x", service_password=secret)
+        async with client_for(settings, down_for=0.3) as client:
+            # at once, before anything is known: one connection tries, the others wait for it
+            results = await searches(client, 20)
+            assert all(isinstance(r, LdapUnavailable) and "service account" in str(r)
+                       for r in results), results
+            assert len(binds) == 1
+            for _ in range(5):  # held back: answered at once, no bind
+                with pytest.raises(LdapUnavailable, match="no service bind to"):
+                    await client.search("o=x", Scope.BASE, "(objectClass=*)", [])
+            assert len(binds) == 1
+            assert client._down == {}  # not a server outage: binds of users go on
+            await asyncio.sleep(0.35)  # down_for is over: one bind again, for 20 searches
+            assert all(isinstance(r, LdapUnavailable) for r in await searches(client, 20))
+            assert len(binds) == 2
+            accept = True  # the operator fixed the password
+            await asyncio.sleep(0.35)
+            assert await searches(client, 5) == [[]] * 5
+            assert len(binds) >= 3
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1, caplog.text  # logged once, not per request or per retry
+    assert uri in errors[0].getMessage() and "cn=svc,o=x" in errors[0].getMessage()
+    assert "accepts the service account 'cn=svc,o=x' again" in caplog.text
+    assert secret not in caplog.text
+
+
+async def test_bind_and_search_runs_as_the_user(slapd: Slapd) -> None:
+    """The search after the bind runs on the user's connection, which is reset afterwards."""
+    own = SearchRequest(ALICE.dn, Scope.BASE, "(objectClass=*)", ["uid", "userPassword"])
+    async with client_for(make_settings(slapd)) as client:
+        result, entries = await client.bind_and_search(ALICE.dn, ALICE.password, own)
+        assert result.ok and [e.dn for e in entries] == [ALICE.dn]
+        assert entries[0].values("userPassword")  # only alice herself may read it
+        await wait_idle(client)
+        assert await whoami_on_idle(client) == [b""]
+        result, entries = await client.bind_and_search(ALICE.dn, "wrong", own)
+        assert (result.code, entries) == (49, [])
+        # an error answer to the search: raised, and the connection is still reset
+        elsewhere = SearchRequest(f"ou=nowhere,{slapd.base_dn}", Scope.BASE, "(uid=*)", [])
+        with pytest.raises(LdapOperationError):
+            await client.bind_and_search(ALICE.dn, ALICE.password, elsewhere)
+        await wait_idle(client)
+        assert await whoami_on_idle(client) == [b""]
+        with pytest.raises(ValueError, match="invalid filter"):
+            await client.bind_and_search(ALICE.dn, ALICE.password,
+                                         SearchRequest(ALICE.dn, Scope.BASE, "uid=x", []))
 
 
 # ---- TLS --------------------------------------------------------------------------------------

@@ -153,6 +153,33 @@ async def test_search_by_username_is_escaped(slapd: Slapd, client: str) -> None:
             assert await source.accounts(Identity(hostile), LOGIN) == []
 
 
+@pytest.mark.parametrize("mode", ["dn", "dn+attributes", "search"])
+async def test_directory_source_after_any_ldap_login(slapd: Slapd, client: str,
+                                                     mode: str) -> None:
+    """{identity.dn} is always set, so the default base "{dn}" works after every kind of login.
+
+    A bind by user_dn with nothing else to read (no service account needed) used to give an
+    identity without dn, and this source then failed for every user.
+    """
+    by_dn = {"user_search": None, "user_dn": "uid={username}," + PEOPLE_DN}
+    extra: dict[str, Any] = {
+        "dn": {**by_dn, "bind_dn": None, "bind_password": None, "attributes": None,
+               "username_attribute": None},
+        "dn+attributes": by_dn,
+        "search": {},
+    }[mode]
+    auth = make(table(slapd, client, **extra))
+    await auth.start()
+    try:
+        identity = await auth.authenticate(LOGIN)
+    finally:
+        await auth.close()
+    assert identity is not None and identity.attributes["dn"] == ALICE.dn
+    async with running(source_table(slapd, client)) as source:   # base = "{dn}"
+        assert fields(await source.accounts(identity, LOGIN)) == [
+            {"dn": ALICE.dn, "name": "Alice Liddell", "extension": "101"}]
+
+
 async def test_identity_without_dn_is_a_configuration_error(slapd: Slapd,
                                                             client: str) -> None:
     async with running(source_table(slapd, client)) as source:
