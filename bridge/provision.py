@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING
 from bridge.auth import Authenticator
 from bridge.breaker import OPEN, CircuitBreaker
 from bridge.cache import Coalescer, ResponseCache
-from bridge.errors import AccountNotFound, AuthenticationFailed, InternalError, UpstreamTimeout
+from bridge.errors import (
+    AccountNotFound,
+    AuthenticationFailed,
+    InternalError,
+    NotPermitted,
+    UpstreamTimeout,
+)
 from bridge.guard import Attempt, Guard
 from bridge.mapping import ConfigMapping
 from bridge.metrics import METRICS
@@ -49,6 +55,7 @@ class Provisioner:
         guard: Guard,
         cache: ResponseCache,
         breakers: BreakerSettings | None = None,
+        required_groups: frozenset[str] = frozenset(),
     ) -> None:
         self.authenticator = authenticator
         self.source = source
@@ -57,6 +64,7 @@ class Provisioner:
         self.guard = guard
         self.cache = cache
         self.flights = Coalescer()
+        self.required_groups = required_groups
         # One breaker per backend, whatever its kind: a dead directory or billing
         # system is answered from here in microseconds, without touching limits,
         # caches or the backend's own connection handling.
@@ -73,7 +81,7 @@ class Provisioner:
         cache_store = store if settings.state.backend == "redis" else settings.state.build()
         return cls(settings.authenticator, settings.source, settings.mapping,
                    settings.server.deadline, guard, ResponseCache(cache_store, settings.cache),
-                   settings.breakers)
+                   settings.breakers, settings.policy.required_groups)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Provisioner]:
@@ -122,6 +130,9 @@ class Provisioner:
                 if identity is None:
                     raise AuthenticationFailed(
                         f"user {credentials.username!r}: invalid credentials")
+                if self.required_groups and not self.required_groups & identity.groups:
+                    raise NotPermitted(f"user {identity.username!r} is in none of the "
+                                       f"required groups")
                 with self.source_breaker.guard():
                     accounts = await self.source.accounts(identity, credentials)
         except TimeoutError:

@@ -38,6 +38,21 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class PolicySettings:
+    """Checks on the identity, whatever authenticated it."""
+
+    # Any of these groups (as the authenticator names them: file users' `groups`, a
+    # portal's groups_field, LDAP group DNs) is required; empty: no check here.
+    required_groups: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_config(cls, cfg: Section) -> PolicySettings:
+        settings = cls(frozenset(cfg.list_str("required_groups", [])))
+        cfg.done()
+        return settings
+
+
+@dataclass(frozen=True)
 class BreakerSettings:
     """The gateway's own circuit breaker in front of each backend (any kind)."""
 
@@ -65,6 +80,7 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     breakers: BreakerSettings = field(default_factory=BreakerSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
     origin: Path | None = None  # the file it came from; None for the embedded demo
     demo: bool = False
 
@@ -100,6 +116,7 @@ def from_dict(data: dict, base_dir: Path, origin: Path | None = None) -> Setting
     limits = LimitSettings.from_config(root.table("limits"))
     cache = CacheSettings.from_config(root.table("cache"))
     breakers = BreakerSettings.from_config(root.table("breaker"))
+    policy = PolicySettings.from_config(root.table("policy"))
     authenticator = build_authenticator(root.table("auth", required=True))
     source = build_source(root.table("source", required=True))
     mapping = ConfigMapping.from_config(root.table("mapping", required=True))
@@ -108,7 +125,7 @@ def from_dict(data: dict, base_dir: Path, origin: Path | None = None) -> Setting
         raise ConfigError(root.problems)
     assert authenticator is not None and source is not None
     return Settings(authenticator, source, mapping, server, query, errors, state, limits, cache,
-                    breakers, origin)
+                    breakers, policy, origin)
 
 
 def _server(cfg: Section) -> ServerSettings:
