@@ -79,6 +79,12 @@ class CircuitBreaker:
             return OPEN
         return HALF_OPEN
 
+    @property
+    def refusing(self) -> bool:
+        """Would check() refuse now? (Without claiming the half-open probe.)"""
+        state = self.state
+        return state == OPEN or (state == HALF_OPEN and self._probing)
+
     def check(self) -> None:
         """Raise CircuitOpen unless a call may go out now (in half-open: the one probe)."""
         state = self.state

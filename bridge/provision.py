@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from bridge.auth import Authenticator
-from bridge.breaker import OPEN, CircuitBreaker
+from bridge.breaker import CircuitBreaker
 from bridge.cache import Coalescer, ResponseCache
 from bridge.errors import (
     AccountNotFound,
@@ -97,7 +97,7 @@ class Provisioner:
 
     async def provision(self, credentials: Credentials) -> bytes:
         for breaker in (self.auth_breaker, self.source_breaker):
-            if breaker.state == OPEN:  # a peek: half-open probing happens in the fetch below
+            if breaker.refusing:  # a peek: the half-open probe is claimed in the fetch below
                 METRICS.inc("bridge_breaker_refusals_total")
                 breaker.check()
         attempt = self.guard.attempt(credentials)

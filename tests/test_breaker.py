@@ -159,3 +159,18 @@ def test_answered_marks_that_one_exception_only(breaker):
     assert answered(marked) is marked  # for `raise answered(...)`
     fail(breaker, 3)  # fresh, unmarked errors of the same class still count
     assert breaker.state == OPEN
+
+
+def test_refusing_peeks_without_claiming_the_probe():
+    now = [0.0]
+    breaker = CircuitBreaker("x", failure_threshold=1, cooldown=10, clock=lambda: now[0])
+    assert not breaker.refusing
+    breaker.failure()
+    assert breaker.refusing                 # open
+    now[0] = 11
+    assert not breaker.refusing             # half-open, probe not taken yet
+    assert not breaker.refusing             # peeking twice does not take it
+    breaker.check()                         # the probe goes out
+    assert breaker.refusing                 # everyone else waits for its verdict
+    breaker.success()
+    assert not breaker.refusing
