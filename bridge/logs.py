@@ -35,7 +35,8 @@ def register_secret(secret: str) -> None:
     if len(secret) < MIN_MASKED_LENGTH:
         return
     forms = (secret,)
-    if not secret.isalnum():  # only then can an encoded form differ from the secret itself
+    # only then can an encoded form differ from the secret itself ("ü".isalnum() is True)
+    if not (secret.isascii() and secret.isalnum()):
         variants = {secret, quote(secret, safe=""), quote_plus(secret, safe=""), quote(secret)}
         forms = tuple(sorted(variants, key=len, reverse=True))
     _secrets.set(_secrets.get() + forms)
