@@ -14,9 +14,6 @@ from bridge.config import Section
 
 
 class Backend:
-    #: The `type = "..."` name in TOML; set by each implementation.
-    type_name: str = ""
-
     @classmethod
     def from_config(cls, cfg: Section) -> Self:
         """Read and validate this backend's table; record problems on `cfg`."""
@@ -29,7 +26,7 @@ class Backend:
         """Release what start() opened."""
 
 
-def build(registry: dict[str, str], cfg: Section, what: str) -> Any:
+def build(registry: dict[str, str], cfg: Section) -> Any:
     """Instantiate the backend named by `cfg["type"]` from a registry of import paths.
 
     Imports are lazy so that, say, an SQLite-only deployment never imports ldap3.

@@ -33,4 +33,4 @@ REGISTRY: dict[str, str] = {
 
 
 def build_authenticator(cfg: Section) -> Authenticator | None:
-    return build(REGISTRY, cfg, "authenticator")
+    return build(REGISTRY, cfg)

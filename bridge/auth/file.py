@@ -26,8 +26,6 @@ class FileUser:
 
 
 class FileAuthenticator(Authenticator):
-    type_name = "file"
-
     def __init__(self, users: dict[str, FileUser]) -> None:
         self.users = users
 

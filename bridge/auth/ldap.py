@@ -158,8 +158,6 @@ class Lookup:
 
 
 class LdapAuthenticator(Authenticator):
-    type_name = "ldap"
-
     def __init__(self, directory: Directory, lookup: Lookup) -> None:
         self.directory = directory
         self.lookup = lookup

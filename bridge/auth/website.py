@@ -73,8 +73,6 @@ TOKEN, COOKIE = "token", "cookie"
 
 
 class WebsiteAuthenticator(Authenticator):
-    type_name = "website"
-
     def __init__(
         self,
         request: RequestTemplate,

@@ -29,4 +29,4 @@ REGISTRY: dict[str, str] = {
 
 
 def build_source(cfg: Section) -> AccountSource | None:
-    return build(REGISTRY, cfg, "account source")
+    return build(REGISTRY, cfg)

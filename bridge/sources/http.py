@@ -241,8 +241,6 @@ def _header_secret(table: Section, key: str) -> str:
 
 
 class HTTPSource(AccountSource):
-    type_name = "http"
-
     def __init__(
         self,
         request: RequestTemplate,

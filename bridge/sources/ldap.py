@@ -53,8 +53,6 @@ DIRECTORY_KEYS = ("base", "scope", "filter", "fields", "per_value", "max_account
 
 
 class LdapSource(AccountSource):
-    type_name = "ldap"
-
     def __init__(
         self,
         *,

@@ -31,8 +31,6 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 class SQLiteSource(AccountSource):
-    type_name = "sqlite"
-
     def __init__(self, path: Path, query: str) -> None:
         self.path = path
         self.query = query

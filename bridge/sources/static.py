@@ -18,8 +18,6 @@ from bridge.sources import AccountSource
 
 
 class StaticSource(AccountSource):
-    type_name = "static"
-
     def __init__(self, accounts: list[Account]) -> None:
         self._accounts = accounts
 
