@@ -113,6 +113,7 @@ def create_app(settings: Settings) -> Starlette:
                 header = settings.server.forwarded_header
                 client = client_address(client, header,
                                         ", ".join(request.headers.getlist(header)), proxies)
+                request.state.client_address = client  # for the access log
             credentials = credentials_from_query(request.scope["query_string"],
                                                  settings.query, client)
             register_secret(credentials.password)

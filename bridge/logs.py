@@ -100,10 +100,13 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            client = scope.get("client")
+            # the address behind a trusted proxy when the endpoint worked it out, else the peer
+            client = scope.get("state", {}).get("client_address")
+            if client is None and (peer := scope.get("client")):
+                client = peer[0]
             access_logger.info(
                 '%s "%s %s HTTP/%s" %d %.1fms',
-                client[0] if client else "-", scope["method"], scope["path"],
+                client or "-", scope["method"], scope["path"],
                 scope.get("http_version", "1.1"), status,
                 (time.perf_counter() - start) * 1000,
             )

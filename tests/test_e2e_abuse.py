@@ -131,3 +131,19 @@ backoff_base = 0
     for secret in secrets:
         for form in {secret, httpx.QueryParams({"p": secret}).__str__()[2:]}:
             assert form not in output, f"{form!r} leaked"
+
+
+def test_access_log_names_the_client_behind_a_trusted_proxy(tmp_path):
+    config = write_site(tmp_path, "")
+    config.write_text(config.read_text().replace(
+        '[server]\nlog_level = "debug"\n',
+        '[server]\nlog_level = "info"\ntrusted_proxies = ["127.0.0.1"]\n'))
+    gw = Gateway(config, tmp_path).start()
+    try:
+        httpx.get(gw.base_url + "/provision", params={"user": "alice", "password": "x-wrong"},
+                  headers={"X-Forwarded-For": "198.51.100.23"})
+    finally:
+        gw.stop()
+    access = [line for line in gw.output().splitlines() if "bridge.access" in line]
+    assert len(access) == 1 and "198.51.100.23 \"GET /provision" in access[0]
+    assert "x-wrong" not in gw.output()
