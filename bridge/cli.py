@@ -6,14 +6,12 @@ import argparse
 import asyncio
 import getpass
 import logging.config
-import os
 import sys
 from pathlib import Path
 
 from bridge.config import ConfigError
 from bridge.settings import Settings, load, load_demo
 
-CONFIG_ENV = "ZOIPER_BRIDGE_CONFIG"  # how `serve --workers N` hands the path to each worker
 DEMO_WARNING = """\
 WARNING: no --config given, serving the built-in DEMO configuration.
          Demo user: alice / wonderland. Do not expose this to the internet.
@@ -30,12 +28,6 @@ def _report(exc: ConfigError, path: str | None) -> int:
     for problem in exc.problems:
         print(f"  - {problem}", file=sys.stderr)
     return 2
-
-
-def app_factory():  # noqa: ANN201 (uvicorn factory for worker processes)
-    from bridge.app import create_app
-
-    return create_app(_load(os.environ.get(CONFIG_ENV) or None))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -68,10 +60,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ssl_keyfile=server.tls_key,
     )
     if workers > 1:
-        os.environ[CONFIG_ENV] = str(Path(args.config).resolve()) if args.config else ""
-        uvicorn.run("bridge.cli:app_factory", factory=True, workers=workers, **common)
-    else:
-        uvicorn.run(create_app(settings), **common)
+        from bridge.server import run
+
+        return run(str(Path(args.config).resolve()) if args.config else None, workers, common)
+    uvicorn.run(create_app(settings), **common)
     return 0
 
 

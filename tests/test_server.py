@@ -1,0 +1,56 @@
+"""`serve --workers N`: one SO_REUSEPORT socket per worker, supervised by the parent."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+
+from tests.gateway import free_port
+
+
+def test_workers_share_the_port_and_stop_cleanly(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--workers", "2",
+                             "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/provision",
+                                     params={"user": "alice", "password": "wonderland"})
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "workers did not start"
+                time.sleep(0.2)
+        assert response.status_code == 200
+        # New connections reach both workers (SO_REUSEPORT): only the worker that served
+        # the one provisioning request above has counted it.
+        seen = set()
+        for _ in range(60):
+            with httpx.Client() as client:
+                metrics = client.get(f"http://127.0.0.1:{port}/metrics").text
+            seen.add("bridge_requests_total 1\n" in metrics)
+        assert seen == {True, False}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    assert output.count("Finished server process") == 2
+
+
+def test_a_taken_port_stops_everything_at_once():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "bridge.cli", "serve", "--workers", "2",
+                                 "--port", str(port)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "cannot listen on 127.0.0.1" in result.stderr
+    assert "Traceback" not in result.stderr
