@@ -93,8 +93,8 @@ HSTS = (b"strict-transport-security", b"max-age=31536000")
 
 
 # With a thousand requests in flight the default thresholds (700, 10, 10) made the
-# collector run full passes over ~a million objects every second or so: a quarter of
-# the CPU and pauses of ~100 ms. Requests free almost everything by reference counting;
+# collector run 16 full passes in 8 s: a quarter of the CPU, pauses of ~100 ms
+# (bench/loop_blocking.py). Requests free almost everything by reference counting;
 # rarer young collections and much rarer full ones cost little memory.
 GC_THRESHOLDS = (50_000, 20, 100)
 
