@@ -305,3 +305,28 @@ def test_examples_pass_check_config() -> None:
                                 capture_output=True, text=True, env=without, cwd=root,
                                 timeout=60, check=False)
         assert result.returncode == 2 and "LDAP_BIND_PASSWORD" in result.stderr
+
+
+def test_no_secret_reaches_the_output_on_any_ldap_path(private_slapd: Slapd,
+                                                      tmp_path: Path) -> None:
+    """Debug logging, every LDAP outcome: 200, 401, 403, 503 (directory stopped)."""
+    config = write_config(tmp_path, private_slapd, DEFAULT_CLIENT)
+    config.write_text(config.read_text().replace('log_level = "info"', 'log_level = "debug"'))
+    dave = USERS["dave"]            # the password with & + % # space and non-ASCII
+    bob = USERS["bob"]              # right password, not in the voip group
+    wrong = "Wr0ng-Pässword&+%"
+    with Gateway(config, tmp_path, env={PASSWORD_ENV: SERVICE_PASSWORD}) as gw:
+        statuses = [get(gw, "alice", ALICE.password).status_code,
+                    get(gw, "dave", dave.password).status_code,
+                    get(gw, "alice", wrong).status_code,
+                    get(gw, "bob", bob.password).status_code]
+        private_slapd.stop()
+        statuses.append(get(gw, "carol", USERS["carol"].password).status_code)
+        gw.stop()
+        output = gw.output()
+    assert statuses == [200, 200, 401, 403, 503]
+    assert "DEBUG" in output
+    for secret in (ALICE.password, dave.password, wrong, bob.password,
+                   USERS["carol"].password, SERVICE_PASSWORD):
+        for form in {secret, httpx.QueryParams({"p": secret}).__str__()[2:]}:
+            assert form not in output, f"{form!r} leaked"
