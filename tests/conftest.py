@@ -24,6 +24,9 @@ from tests.ad import samba
 from tests.ldap import slapd as slapd_mod
 from tests.ldap.slapd import Slapd
 
+# portal, tls, tls_portal, raw_server: loopback HTTP upstreams for the website/HTTP tests
+pytest_plugins = ["tests.upstreams"]
+
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}

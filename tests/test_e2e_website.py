@@ -20,13 +20,7 @@ from tests.upstreams import (
     INJECTION,
     MISBEHAVIOUR,
     USERS,
-    PortalState,
-    RawServer,
-    Server,
-    TLSFiles,
     leaks,
-    misbehave,
-    portal_app,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,14 +78,6 @@ password = "{{account.sip_password}}"
 SIP_domain = "{{account.domain}}"
 SIP_transport_type = "tls"
 """
-
-
-@pytest.fixture(scope="module")
-def portal():
-    state = PortalState()
-    with Server(portal_app(state)) as server:
-        state.base_url = server.url
-        yield state
 
 
 @pytest.fixture(scope="module")
@@ -267,23 +253,6 @@ username = "{{login.username}}"
 password = "{{login.password}}"
 SIP_domain = "{{account.domain}}"
 """
-
-
-@pytest.fixture(scope="module")
-def raw_server():
-    with RawServer(misbehave) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory):
-    return TLSFiles.create(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="module")
-def tls_portal(tls):
-    with Server(portal_app(PortalState()), **tls.server_options(require_client_cert=False)) as s:
-        yield s
 
 
 @pytest.mark.parametrize("password", ["Müller2024x", "Zq7Kx9Wm!pw&x=1"])

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, quote_plus, unquote
 
+import pytest
 import trustme
 import uvicorn
 from starlette.applications import Starlette
@@ -516,3 +517,31 @@ async def started(backend: Backend) -> AsyncIterator[Any]:
 def dumps(value: Any) -> str:
     """A TOML inline value (strings via JSON, which TOML basic strings accept)."""
     return json.dumps(value)
+
+
+# -- fixtures shared by the website/HTTP test modules (registered in tests/conftest.py) -----
+
+
+@pytest.fixture(scope="module")
+def portal():
+    state = PortalState()
+    with Server(portal_app(state)) as server:
+        state.base_url = server.url
+        yield state
+
+
+@pytest.fixture(scope="module")
+def raw_server():
+    with RawServer(misbehave) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    return TLSFiles.create(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def tls_portal(tls):
+    with Server(portal_app(PortalState()), **tls.server_options(require_client_cert=False)) as s:
+        yield s

@@ -21,26 +21,13 @@ from tests.upstreams import (
     INJECTION,
     MISBEHAVIOUR,
     PortalState,
-    RawServer,
-    Server,
-    TLSFiles,
     leaks,
     make_authenticator,
-    misbehave,
-    portal_app,
     problems,
     started,
 )
 
 PASSWORDS = ("Müller2024x", "Zq7Kx9Wm!pw&x=1")  # non-ASCII, and ASCII with specials
-
-
-@pytest.fixture(scope="module")
-def portal():
-    state = PortalState()
-    with Server(portal_app(state)) as server:
-        state.base_url = server.url
-        yield state
 
 
 @pytest.fixture(autouse=True)
@@ -405,23 +392,6 @@ password = "{{login.password}}"
 """)
     assert isinstance(auth, WebsiteAuthenticator)
     return auth
-
-
-@pytest.fixture(scope="module")
-def raw_server():
-    with RawServer(misbehave) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory):
-    return TLSFiles.create(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="module")
-def tls_portal(tls):
-    with Server(portal_app(PortalState()), **tls.server_options(require_client_cert=False)) as s:
-        yield s
 
 
 def assert_carries_nothing_of_the_request(exc: BaseException, password: str, url: str) -> None:

@@ -44,24 +44,11 @@ ALICE = [
 ]
 
 
-@pytest.fixture(scope="module")
-def portal():
-    state = PortalState()
-    with Server(portal_app(state)) as server:
-        state.base_url = server.url
-        yield state
-
-
 @pytest.fixture(autouse=True)
 def fresh(portal):
     portal.seen.clear()
     portal.tokens_issued = 0
     portal.token_lifetime = 3600
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory):
-    return TLSFiles.create(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="module")
