@@ -9,10 +9,26 @@ the same class, so a new backend gets the same error messages for free.
 
 from __future__ import annotations
 
+import contextvars
+import difflib
 import os
+import types
+import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
 T = TypeVar("T")
 
@@ -232,3 +248,255 @@ class Section:
             self.problem(which, f"cannot read {path}: {exc.strerror}")
             return ""
         return text[:-1] if text.endswith("\n") else text
+
+
+# -- the declared configuration ------------------------------------------------------
+#
+# Tables are pydantic models: each key declared once with its type, default and
+# validator. Validation is strict (TOML already has types: "5" is not 5, 1 is not
+# true), unknown keys are errors, and every problem of a file is reported at once
+# with its key path. The models are plain data: loading opens nothing but the
+# configuration and the files it names.
+
+
+class SecretMarker:
+    """Metadata of a secret field: also readable as KEY_env / KEY_file, never echoed."""
+
+
+class _Invalid:
+    """A secret that could not be resolved; its validator reports `message` at the key."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def _secret(value: Any) -> str:
+    if isinstance(value, _Invalid):
+        raise PydanticCustomError("secret", value.message)
+    if not isinstance(value, str):
+        # Never the value: a password given as a number is still a password.
+        raise PydanticCustomError("secret", "expected a string (the value is not shown)")
+    return value
+
+
+Secret = Annotated[str, SecretMarker(), Field(repr=False), PlainValidator(_secret)]
+"""A secret string: KEY = "...", KEY_env = "VAR" or KEY_file = "/run/secrets/k"."""
+
+
+def _scalar(value: Any) -> str | int | bool:
+    if isinstance(value, str | int | bool):
+        return value
+    raise PydanticCustomError("scalar", "expected text, a number or true/false, received "
+                                        "{value}", {"value": describe(value)})
+
+
+Scalar = Annotated[str | int | bool, PlainValidator(_scalar)]
+"""A free-form value: a user attribute, an account field."""
+
+
+def _base_dir(info: ValidationInfo) -> Path:
+    context = info.context or {}
+    return Path(context.get("base_dir") or Path.cwd())
+
+
+def _path(value: Any, info: ValidationInfo, must_exist: bool) -> Path:
+    if not isinstance(value, str) or not value:
+        raise PydanticCustomError("path", "expected a file path")
+    path = Path(value)
+    if not path.is_absolute():
+        path = _base_dir(info) / path
+    if must_exist and not path.exists():
+        raise PydanticCustomError("path", "file not found: {path}", {"path": str(path)})
+    return path
+
+
+FilePath = Annotated[Path, PlainValidator(lambda v, info: _path(v, info, True))]
+"""An existing file; relative paths are taken from the configuration file's folder."""
+NewPath = Annotated[Path, PlainValidator(lambda v, info: _path(v, info, False))]
+"""A file that may not exist yet (relative to the configuration file's folder)."""
+
+
+def problem(message: str, key: str | None = None) -> PydanticCustomError:
+    """A cross-key problem found by a model validator, reported at `key` of that table."""
+    return PydanticCustomError("config", "{message}", {"message": message, "key": key})
+
+
+class Model(BaseModel):
+    """Base of every configuration table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True,
+                              hide_input_in_errors=True, arbitrary_types_allowed=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_secrets(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        secrets = [name for name, f in cls.model_fields.items() if is_secret(f)]
+        if not secrets:
+            return data
+        data = dict(data)
+        for name in secrets:
+            variants = [k for k in (name, f"{name}_env", f"{name}_file") if k in data]
+            if not variants:
+                continue
+            if len(variants) > 1:
+                for k in variants:
+                    data.pop(k)
+                data[name] = _Invalid(f"give only one of {', '.join(variants)}")
+                continue
+            which = variants[0]
+            if which == name:
+                continue
+            data[name] = _read_secret(which, data.pop(which))
+        return data
+
+
+def is_secret(field: FieldInfo) -> bool:
+    if any(isinstance(m, SecretMarker) for m in field.metadata):
+        return True
+    return any(typing.get_origin(arg) is Annotated
+               and any(isinstance(m, SecretMarker) for m in typing.get_args(arg)[1:])
+               for arg in typing.get_args(field.annotation))
+
+
+def _read_secret(which: str, ref: Any) -> str | _Invalid:
+    if not isinstance(ref, str) or not ref:
+        return _Invalid(f"{which} must name {'a variable' if which.endswith('_env') else 'a file'}")
+    if which.endswith("_env"):
+        if ref not in os.environ:
+            return _Invalid(f"{which}: environment variable {ref!r} is not set")
+        return os.environ[ref]
+    path = Path(ref)
+    if not path.is_absolute():
+        path = Path(_CONTEXT_DIR.get()) / path
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return _Invalid(f"{which}: cannot read {path}: {exc.strerror}")
+    except UnicodeDecodeError:
+        return _Invalid(f"{which}: {path} is not UTF-8")
+    return text[:-1] if text.endswith("\n") else text
+
+
+# The before-validator that reads KEY_file has no access to the validation context in
+# every pydantic version; the loader sets the folder for the duration of one validation.
+_CONTEXT_DIR: contextvars.ContextVar[str] = contextvars.ContextVar("config_dir", default=".")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate(model: type[M], data: Any, where: str = "", base_dir: Path | None = None) -> M:
+    """Validate one table; raise ConfigError with every problem, keys prefixed by `where`."""
+    folder = base_dir or Path.cwd()
+    token = _CONTEXT_DIR.set(str(folder))
+    try:
+        return model.model_validate(data, context={"base_dir": folder})
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc, model, where)) from None
+    finally:
+        _CONTEXT_DIR.reset(token)
+
+
+_EXPECTED = {
+    "string_type": "a string", "int_type": "an integer", "float_type": "a number",
+    "bool_type": "true or false", "list_type": "a list", "dict_type": "a table",
+    "model_type": "a table", "model_attributes_type": "a table", "tuple_type": "a list",
+    "int_from_float": "an integer",
+}
+
+
+def describe_errors(exc: ValidationError, model: type[BaseModel], where: str = "") -> list[str]:
+    """pydantic's errors in the gateway's words: `Config value 'a.b[0]': message`."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = list(error["loc"])
+        ctx = error.get("ctx") or {}
+        kind = error["type"]
+        value = error.get("input")
+        if kind == "config":
+            message = str(ctx.get("message", error["msg"]))
+            if ctx.get("key"):
+                loc.append(str(ctx["key"]))
+        elif kind == "missing":
+            message = "is required"
+        elif kind == "extra_forbidden":
+            message = "unknown key" + _suggestion(model, loc)
+        elif kind in _EXPECTED:
+            message = f"expected {_EXPECTED[kind]}, received {describe(value)}"
+        elif kind in ("greater_than_equal", "greater_than"):
+            bound = ctx.get("ge", ctx.get("gt"))
+            message = f"must be at least {bound}, received {describe(value)}"
+        elif kind in ("less_than_equal", "less_than"):
+            bound = ctx.get("le", ctx.get("lt"))
+            message = f"must be at most {bound}, received {describe(value)}"
+        elif kind == "literal_error":
+            message = f"expected one of {ctx.get('expected', '')}, received {describe(value)}"
+        elif kind in ("string_too_short", "too_short"):
+            message = "must not be empty"
+        elif kind in ("scalar", "path", "secret"):
+            message = error["msg"]
+        elif kind == "value_error":
+            message = str(ctx.get("error", error["msg"]))
+        else:
+            message = error["msg"]
+        problems.append(f"Config value '{_key_path(where, loc)}': {message}")
+    return problems
+
+
+def _key_path(where: str, loc: list[Any]) -> str:
+    path = where
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path = f"{path}.{part}" if path else str(part)
+    return path
+
+
+def _suggestion(model: type[BaseModel], loc: list[Any]) -> str:
+    """' (did you mean 'x'?)' for a misspelt key, when the table's keys are known."""
+    known = _keys_at(model, loc[:-1])
+    if not known or not loc or not isinstance(loc[-1], str):
+        return " (is it misspelt?)"
+    close = difflib.get_close_matches(loc[-1], sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else " (is it misspelt?)"
+
+
+def _keys_at(model: Any, loc: list[Any]) -> set[str]:
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(part, int):
+            args = typing.get_args(current)
+            current = args[0] if args else None
+        elif isinstance(current, type) and issubclass(current, BaseModel):
+            f = current.model_fields.get(str(part))
+            current = f.annotation if f is not None else None
+        elif typing.get_origin(current) is dict:
+            current = typing.get_args(current)[1]
+        else:
+            return set()
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        keys = set(current.model_fields)
+        for name, f in current.model_fields.items():
+            if is_secret(f):
+                keys |= {f"{name}_env", f"{name}_file"}
+        return keys
+    return set()
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Optional[X] and Annotated[X, ...] -> X."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(args) != 1:
+                return annotation
+            annotation = args[0]
+        else:
+            return annotation

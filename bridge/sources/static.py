@@ -12,26 +12,24 @@ the same server settings, and the mapping fills in `{login.username}` and
 
 from __future__ import annotations
 
-from bridge.config import Section
+from pydantic import Field
+
+from bridge.config import Model, Scalar
 from bridge.models import Account, Credentials, Identity
 from bridge.sources import AccountSource
 
 
-class StaticSource(AccountSource):
-    def __init__(self, accounts: list[Account]) -> None:
-        self._accounts = accounts
+class StaticConfig(Model):
+    accounts: list[dict[str, Scalar]] = Field(min_length=1)
+    """Each table is one account; its keys are the `{account.*}` fields."""
 
-    @classmethod
-    def from_config(cls, cfg: Section) -> StaticSource:
-        accounts = []
-        tables = cfg.tables("accounts", required=True)
-        if "accounts" in cfg and not tables:
-            cfg.problem("accounts", "needs at least one account table")
-        for table in tables:
-            fields = table.scalars()
-            table.done()
-            accounts.append(Account(fields))
-        return cls(accounts)
+
+class StaticSource(AccountSource):
+    Config = StaticConfig
+
+    def __init__(self, config: StaticConfig) -> None:
+        super().__init__(config)
+        self._accounts = [Account(fields) for fields in config.accounts]
 
     async def accounts(self, identity: Identity, credentials: Credentials) -> list[Account]:
         return list(self._accounts)
