@@ -41,12 +41,32 @@ def check_format(hashed: str) -> str | None:
                 "(see `zoiper-bridge hash-password`)")
     if not 10 <= int(m["ln"]) <= 22 or not 1 <= int(m["r"]) <= 32 or not 1 <= int(m["p"]) <= 16:
         return "scrypt parameters out of range (ln 10-22, r 1-32, p 1-16)"
+    try:
+        salt, key = _unb64(m["salt"]), _unb64(m["key"])
+    except ValueError:  # binascii.Error: a length no base64 text has
+        return "salt or key is not base64"
+    if not salt or not 16 <= len(key) <= 64:
+        return "the key must be 16 to 64 bytes long"
     return None
+
+
+def parameters(hashed: str) -> tuple[int, int, int, int] | None:
+    """(ln, r, p, key length): what verifying against `hashed` costs; None when unusable."""
+    m = _FORMAT.fullmatch(hashed)
+    if not m or check_format(hashed):
+        return None
+    return int(m["ln"]), int(m["r"]), int(m["p"]), len(_unb64(m["key"]))
+
+
+def dummy_hash(log_n: int = DEFAULT_LOG_N, r: int = 8, p: int = 1, key_length: int = 32) -> str:
+    """A hash no password matches (its key is random) that costs as much to check as a real
+    one with the same parameters; unknown users are checked against one."""
+    return f"$scrypt$ln={log_n},r={r},p={p}${_b64(os.urandom(16))}${_b64(os.urandom(key_length))}"
 
 
 def verify_password(password: str, hashed: str) -> bool:
     m = _FORMAT.fullmatch(hashed)
-    if not m:
+    if not m or check_format(hashed):
         return False
     key = _unb64(m["key"])
     candidate = _scrypt(password, _unb64(m["salt"]), int(m["ln"]), int(m["r"]), int(m["p"]),
@@ -59,6 +79,3 @@ def _scrypt(password: str, salt: bytes, log_n: int, r: int, p: int, dklen: int =
     return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
                           maxmem=256 * n * r * p + (1 << 20), dklen=dklen)
 
-
-# Unknown users are checked against this so that they cost as much time as known ones.
-DUMMY_HASH = hash_password("not a real password", DEFAULT_LOG_N)

@@ -4,18 +4,40 @@
     password = "$scrypt$ln=15,r=8,p=1$..."    # zoiper-bridge hash-password
     groups = ["staff"]
     displayName = "Alice Liddell"              # any other key: an identity attribute
+
+An unknown username must cost what a known one with a wrong password costs, or
+usernames can be enumerated by timing. scrypt's cost is in each hash (ln, r, p,
+key length), and a file may mix costs (hashes made over the years with
+different `--cost`), so one built-in dummy would not do: at load a decoy hash
+is made for each parameter set the file uses, and an unknown username is
+checked against one of them, picked by a keyed hash of the name with odds
+proportional to how many users have that set. The same unknown name always
+costs the same (a real user does too), and which decoy a name gets cannot be
+predicted without the file. The key is derived from the file's hashes (random
+salts the attacker never sees), so every worker and restart picks the same one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import hashlib
 import tomllib
+from collections import Counter
 from dataclasses import dataclass
 
 from bridge.auth import Authenticator
 from bridge.config import Section
 from bridge.models import Credentials, Identity, Scalar
-from bridge.passwords import DUMMY_HASH, check_format, verify_password
+from bridge.passwords import (
+    DEFAULT_LOG_N,
+    check_format,
+    dummy_hash,
+    parameters,
+    verify_password,
+)
+
+DEFAULT_PARAMETERS = (DEFAULT_LOG_N, 8, 1, 32)  # what `hash-password` writes
 
 
 @dataclass(frozen=True)
@@ -25,9 +47,39 @@ class FileUser:
     attributes: dict[str, Scalar]
 
 
+class Decoys:
+    """Hashes no password matches, in the file's own proportions of scrypt parameters."""
+
+    def __init__(self, hashes: list[str]) -> None:
+        usable = sorted(h for h in hashes if parameters(h) is not None)
+        counts = Counter(p for h in usable if (p := parameters(h)) is not None)
+        if not counts:  # an empty file: the cost `hash-password` would use
+            counts[DEFAULT_PARAMETERS] = 1
+        self._hashes: list[str] = []
+        self._bounds: list[int] = []  # cumulative counts, for a weighted pick
+        total = 0
+        for params, count in sorted(counts.items()):
+            self._hashes.append(dummy_hash(*params))
+            total += count
+            self._bounds.append(total)
+        self._key = hashlib.blake2b("\n".join(usable).encode(), digest_size=32).digest()
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+    def pick(self, username: str) -> str:
+        if len(self._hashes) == 1:
+            return self._hashes[0]
+        mac = hashlib.blake2b(username.encode("utf-8", "surrogatepass"), key=self._key,
+                              digest_size=8).digest()
+        slot = int.from_bytes(mac, "big") % self._bounds[-1]
+        return self._hashes[bisect.bisect_right(self._bounds, slot)]
+
+
 class FileAuthenticator(Authenticator):
     def __init__(self, users: dict[str, FileUser]) -> None:
         self.users = users
+        self.decoys = Decoys([u.password_hash for u in users.values()])
 
     @classmethod
     def from_config(cls, cfg: Section) -> FileAuthenticator:
@@ -56,7 +108,11 @@ class FileAuthenticator(Authenticator):
 
     async def authenticate(self, credentials: Credentials) -> Identity | None:
         user = self.users.get(credentials.username)
-        hashed = user.password_hash if user else DUMMY_HASH
+        if user is not None and parameters(user.password_hash) is not None:
+            hashed = user.password_hash
+        else:  # unknown, or a user without a usable hash: the same cost as a wrong password
+            hashed = self.decoys.pick(credentials.username)
+            user = None
         # scrypt releases the GIL; running it in a thread keeps the event loop free.
         ok = await asyncio.to_thread(verify_password, credentials.password, hashed)
         if not ok or user is None:
