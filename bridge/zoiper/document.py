@@ -18,17 +18,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 from lxml import etree
 
+from bridge.zoiper.dialects import ANDROID, Dialect
+from bridge.zoiper.plan import EXTRA, Plan, RequiredRule
 from bridge.zoiper.schema import (
     _NOT_XML_CHAR,
-    ACCOUNT,
-    ROOT,
-    Kind,
-    Option,
     SchemaError,
     SectionSpec,
     xml_text_ok,
@@ -45,13 +42,8 @@ __all__ = [
     "validate",
 ]
 
-EXTRA = "@extra"
-
-# Per protocol, what an account cannot register without (blank counts as missing).
-REQUIRED: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    "sip": ("username", "password", "SIP_domain"),
-    "iax2": ("username", "password", "IAX2_host"),
-})
+# Android's rule, kept for callers from before dialects: use `dialect.required`.
+REQUIRED: Mapping[str, tuple[str, ...]] = ANDROID.required
 
 _DECLARATION = '<?xml version="1.0" encoding="utf-8"?>\n'
 _XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
@@ -67,55 +59,7 @@ def _escape(text: str) -> str:
     return text.translate(_ESCAPES) if _SPECIAL.search(text) else text
 
 
-class _Plan:
-    """A SectionSpec flattened once, so the per-request walk is mostly lookups."""
-
-    __slots__ = ("close", "known", "name", "open", "spec", "steps")
-
-    def __init__(self, spec: SectionSpec) -> None:
-        self.spec = spec
-        self.name = spec.name
-        self.open, self.close = f"<{spec.name}>", f"</{spec.name}>"
-        self.known = frozenset((*spec.order, EXTRA))
-        steps = []
-        for name in spec.order:
-            option, sub = spec.options.get(name), spec.sections.get(name)
-            tags = (f"<{name}>", f"</{name}>", f"<{name}/>")
-            if option is not None:
-                steps.append((name, option.check, _fragments(option, *tags), None, False,
-                              option.kind is Kind.STRING, *tags))
-            else:
-                assert sub is not None
-                many = sub.item is not None
-                plan = _Plan(sub.item if sub.item is not None else sub)
-                steps.append((name, None, {}, plan, many, False, *tags))
-        self.steps = tuple(steps)
-
-
-def _fragments(option: Option, open_: str, close: str, empty: str) -> dict[type, dict[Any, str]]:
-    """The finished element for every valid input of a finite option, by exact type.
-
-    Built by asking Option.check itself, so the shortcut can never accept more
-    than the check would; keying by type keeps 1 from passing for True.
-    """
-    candidates: list[Any] = [True, False, "true", "false", *option.choices]
-    candidates += [int(c) for c in option.choices if c.lstrip("-").isdigit()]
-    table: dict[type, dict[Any, str]] = {}
-    if option.kind is Kind.STRING or option.kind is Kind.INTEGER:
-        return table
-    for value in candidates:
-        try:
-            text = option.check(value)
-        except SchemaError:
-            continue
-        table.setdefault(type(value), {})[value] = f"{open_}{text}{close}" if text else empty
-    return table
-
-
-_ROOT_PLAN = _Plan(ROOT)
-
-
-def _walk(plan: _Plan, data: Any, out: list[str]) -> None:
+def _walk(plan: Plan, data: Any, out: list[str]) -> None:
     """Check one section dict and append its canonical XML to `out`.
 
     Paths in errors are relative to this section; callers prefix their part
@@ -165,15 +109,15 @@ def _walk(plan: _Plan, data: Any, out: list[str]) -> None:
             out.append(close)
     if EXTRA in data:
         _extra(plan, data[EXTRA], out)
-    if plan.spec is ACCOUNT:
-        _required(data)
+    if plan.required is not None:
+        _required(plan.required, data)
 
 
 def _within(prefix: str, exc: SchemaError) -> SchemaError:
     return SchemaError(f"{prefix}.{exc.path}" if exc.path else prefix, exc.message)
 
 
-def _unknown(plan: _Plan, data: dict[Any, Any]) -> None:
+def _unknown(plan: Plan, data: dict[Any, Any]) -> None:
     key = next(k for k in data if k not in plan.known)
     raise SchemaError(str(key), f"<{plan.name}> has no option {key!r}; put options "
                                 f"the schema does not know under {EXTRA!r}")
@@ -189,7 +133,7 @@ def extra_name_problem(spec: SectionSpec, name: object) -> str | None:
     return None
 
 
-def _extra(plan: _Plan, extra: Any, out: list[str]) -> None:
+def _extra(plan: Plan, extra: Any, out: list[str]) -> None:
     if not isinstance(extra, dict):
         raise SchemaError(EXTRA, f"expected a table of name -> text, got {type(extra).__name__}")
     for name, value in extra.items():
@@ -205,35 +149,36 @@ def _extra(plan: _Plan, extra: Any, out: list[str]) -> None:
         out.append(f"<{name}>{_escape(value)}</{name}>" if value else f"<{name}/>")
 
 
-def _required(account: dict[str, Any]) -> None:
-    protocol = account.get("protocol", "sip")
-    for name in REQUIRED[protocol]:
+def _required(rule: RequiredRule, account: dict[str, Any]) -> None:
+    default, required = rule
+    protocol = account.get("protocol", default)  # already checked against the enumeration
+    for name in required[protocol]:
         value = account.get(name)
         if value is None or not str(value).strip():
             raise SchemaError(name, f"an account with protocol {protocol} "
                                     f"needs a non-empty {name}")
 
 
-def _render(tree: Any) -> list[str]:
+def _render(tree: Any, plan: Plan) -> list[str]:
     if not isinstance(tree, dict):
         raise SchemaError("", f"expected a table with 'accounts', got {type(tree).__name__}")
     accounts = tree.get("accounts")
     if accounts is None or (isinstance(accounts, list) and not accounts):
         raise SchemaError("accounts", "at least one account is required")
-    out = [_DECLARATION, "<options>"]
-    _walk(_ROOT_PLAN, tree, out)
-    out.append("</options>")
+    out = [_DECLARATION, plan.open]
+    _walk(plan, tree, out)
+    out.append(plan.close)
     return out
 
 
-def validate(tree: Tree) -> None:
-    """Raise SchemaError unless `tree` would render to a document the phone accepts."""
-    _render(tree)
+def validate(tree: Tree, dialect: Dialect = ANDROID) -> None:
+    """Raise SchemaError unless `tree` would render to a document `dialect` accepts."""
+    _render(tree, dialect.plan)
 
 
-def render_config(tree: Tree) -> bytes:
-    """The configuration document for `tree`, validated, as UTF-8 bytes."""
-    return "".join(_render(tree)).encode()
+def render_config(tree: Tree, dialect: Dialect = ANDROID) -> bytes:
+    """The configuration document for `tree` in `dialect`, validated, as UTF-8 bytes."""
+    return "".join(_render(tree, dialect.plan)).encode()
 
 
 def render_error(message: str) -> bytes:
@@ -317,17 +262,20 @@ def _read(elem: etree._Element, spec: SectionSpec, path: str, allow_extra: bool)
     return result
 
 
-def parse_config(data: bytes, *, allow_extra: bool = False) -> Tree:
-    """Turn a configuration document back into a validated tree of strings.
+def parse_config(data: bytes, dialect: Dialect = ANDROID, *,
+                 allow_extra: bool = False) -> Tree:
+    """Turn a configuration document of `dialect` back into a validated tree of strings.
 
-    Unknown elements are a SchemaError, or with `allow_extra` are kept under
-    EXTRA. Malformed XML, DOCTYPEs and entities raise ValueError.
+    Unknown elements (including those only another dialect defines) are a
+    SchemaError, or with `allow_extra` are kept under EXTRA. Malformed XML,
+    DOCTYPEs and entities raise ValueError.
     """
     root = _parse(data)
-    if root.tag != ROOT.name:
-        raise SchemaError("", f"the root element must be <{ROOT.name}>, not <{root.tag}>")
-    tree = _read(root, ROOT, "", allow_extra)
-    validate(tree)
+    spec = dialect.root
+    if root.tag != spec.name:
+        raise SchemaError("", f"the root element must be <{spec.name}>, not <{root.tag}>")
+    tree = _read(root, spec, "", allow_extra)
+    validate(tree, dialect)
     return tree
 
 
