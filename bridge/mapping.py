@@ -20,11 +20,17 @@ Option names are checked against the schema when the configuration is loaded,
 and literal values are checked there too. Options the schema does not know yet
 go in `[mapping.account.extra]` (or `.stun.extra`, ...), the one documented
 escape hatch; they are passed through as text.
+
+The schema is the Zoiper dialect's (Android unless told otherwise). Besides
+`[mapping.account]`, `[mapping.<name>]` fills any single (non-list) top-level
+section of that dialect once per request: `diagnostics` on every client,
+`general`, `audio`, `provision`, ... on Zoiper5 Desktop.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -33,7 +39,8 @@ from bridge.config import Section, describe
 from bridge.errors import InternalError
 from bridge.models import Account, Credentials, Identity, Scalar
 from bridge.zoiper import schema
-from bridge.zoiper.document import EXTRA, REQUIRED, extra_name_problem
+from bridge.zoiper.dialects import ANDROID, Dialect
+from bridge.zoiper.document import EXTRA, extra_name_problem
 from bridge.zoiper.schema import SchemaError, SectionSpec
 
 SCOPES = ("identity", "account", "login")
@@ -254,36 +261,78 @@ def _read_value(cfg: Section, key: str, option: schema.Option | None) -> Value |
     return value
 
 
-def _check_required(cfg: Section, account: SectionMapping) -> None:
+def _check_required(cfg: Section, account: SectionMapping, dialect: Dialect) -> None:
     """An account the phone cannot register with would be a 500 for every user: say so now."""
+    required = dialect.required
     protocol = account.options.get("protocol")
-    name = protocol.literal if protocol is not None else "sip"
-    if not isinstance(name, str) or name not in REQUIRED:
+    if protocol is not None:
+        name = protocol.literal
+    else:
+        option = dialect.account.option("protocol")
+        name = option.default if option is not None else None
+    if not isinstance(name, str) or name not in required:
         return  # a template: checked per request
-    missing = [option for option in REQUIRED[name] if option not in account.options]
+    missing = [option for option in required[name] if option not in account.options]
     if missing:
-        cfg.problem("account", f"{name} accounts need {', '.join(REQUIRED[name])}; "
+        cfg.problem("account", f"{name} accounts need {', '.join(required[name])}; "
                                f"missing: {', '.join(missing)}")
+
+
+def _account_fields(mapping: SectionMapping) -> Iterator[tuple[str, Field]]:
+    """{account.*} placeholders without a default, with their option's key path."""
+    values = [*mapping.options.items(), *mapping.extra.items()]
+    for name, value in values:
+        if value.default is None:
+            for part in value.parts:
+                if isinstance(part, Field) and part.scope == "account":
+                    yield name, part
+    subs = [*mapping.sections.items()]
+    subs += [(f"{name}[{i}]", item) for name, items in mapping.lists.items()
+             for i, item in enumerate(items)]
+    for prefix, sub in subs:
+        for name, part in _account_fields(sub):
+            yield f"{prefix}.{name}", part
 
 
 @dataclass
 class ConfigMapping:
-    """The whole declared mapping: one account template, applied to every account."""
+    """The whole declared mapping for one dialect.
+
+    `account` is applied to every account the source returns; `sections` are
+    the dialect's other top-level sections (by element name), filled once per
+    request.
+    """
 
     account: SectionMapping
-    diagnostics: SectionMapping | None
+    sections: dict[str, SectionMapping] = field(default_factory=dict)
+    dialect: Dialect = ANDROID
+
+    @property
+    def diagnostics(self) -> SectionMapping | None:
+        return self.sections.get("diagnostics")
 
     @classmethod
-    def from_config(cls, cfg: Section) -> ConfigMapping:
-        account = SectionMapping.from_config(cfg.table("account", required=True), schema.ACCOUNT)
+    def from_config(cls, cfg: Section, dialect: Dialect = ANDROID) -> ConfigMapping:
+        account = SectionMapping.from_config(cfg.table("account", required=True),
+                                             dialect.account)
         if "account" in cfg:
-            _check_required(cfg, account)
-        diagnostics = None
-        if "diagnostics" in cfg:
-            diagnostics = SectionMapping.from_config(cfg.table("diagnostics"),
-                                                     schema.DIAGNOSTICS)
+            _check_required(cfg, account, dialect)
+        sections: dict[str, SectionMapping] = {}
+        for key in list(cfg.keys()):
+            if key == "account":
+                continue
+            spec = dialect.root.section(key)
+            if spec is not None and spec.item is None:
+                section = cfg.table(key)
+                sections[key] = SectionMapping.from_config(section, spec)
+                for path, part in _account_fields(sections[key]):
+                    section.problem(path, f"{part} is only known per account; <{key}> is "
+                                          f"filled once per request (give a default)")
+            else:
+                cfg.problem(key, _not_a_section(key, spec, dialect))
+            cfg.mark(key)
         cfg.done()
-        return cls(account, diagnostics)
+        return cls(account, sections, dialect)
 
     def build(
         self, identity: Identity, accounts: list[Account], credentials: Credentials
@@ -293,10 +342,22 @@ class ConfigMapping:
                 "accounts": [self.account.build(Context(identity, a, credentials))
                              for a in accounts]
             }
-            if self.diagnostics is not None:
+            if self.sections:
                 ctx = Context(identity, Account(), credentials)
-                tree["diagnostics"] = self.diagnostics.build(ctx)
+                for name, section in self.sections.items():
+                    tree[name] = section.build(ctx)
         except MissingField as exc:
             raise InternalError(f"mapping: field {exc} is missing for user "
                                 f"{identity.username!r} and the option has no default") from None
         return tree
+
+
+def _not_a_section(key: str, spec: SectionSpec | None, dialect: Dialect) -> str:
+    names = [n for n, s in dialect.root.sections.items() if s.item is None]
+    choices = f"expected account or one of: {', '.join(names)}"
+    if key == "accounts":
+        return f"the accounts list is built from [mapping.account], once per account; {choices}"
+    if spec is not None:
+        return (f"<{key}> is a list in {dialect.title}; only single sections can be mapped, "
+                f"{choices}")
+    return f"{dialect.title} has no section <{key}>; {choices}"

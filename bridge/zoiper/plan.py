@@ -34,7 +34,7 @@ class Plan:
         self.open, self.close = f"<{spec.name}>", f"</{spec.name}>"
         self.known = frozenset((*spec.order, EXTRA))
         self.required = required if spec is account else None
-        steps = []
+        steps: list[tuple[Any, ...]] = []
         for name in spec.order:
             option, sub = spec.options.get(name), spec.sections.get(name)
             tags = (f"<{name}>", f"</{name}>", f"<{name}/>")
