@@ -15,6 +15,30 @@
   phone retrying a stale password at every start gets the same 401 without a
   new bind, so it does not spend the user's Active Directory lockout budget.
 
+A username closed by the two rules above would let any stranger lock anyone
+out: guess five times, and the real user's right password gets 429 for the
+whole window. So failures are also counted per (username, address) pair, and a
+closed username still admits, each with a budget of `bypass_failures` wrong
+passwords per window:
+
+* an address that logged in as this user within `trusted_window` (the user's
+  own phone; remembered as a keyed hash of the pair): its own budget, which
+  its next success refills;
+* an address that has not failed for this user: one attempt at a time, all
+  such addresses together sharing one budget per username.
+
+An address that has failed for the user and is not trusted gets 429 as
+before. The trade-off, stated for the directory's own lockout policy: per
+window the backend sees at most `username_failures + bypass_failures` guesses
+on one username from strangers, however many addresses they have, plus
+`bypass_failures` per address the user logged in from (a stranger behind the
+same address as the user shares that budget). Keep `username_failures + 2 *
+bypass_failures` below the directory's lockout threshold. A stranger with many
+addresses can still spend the shared budget of new addresses (then only the
+user's known addresses get through), and a success through the bypass does not
+reopen the username for everyone. `bypass_failures = 0` is the old behaviour:
+one closed gate for all. Successes never count against a budget.
+
 Everything is keyed by a MAC (keyed BLAKE2b) under a server secret: neither usernames
 nor passwords are stored, and the keys are useless without the secret.
 """
@@ -43,6 +67,8 @@ class LimitSettings:
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     lockout_window: float = 900.0
+    bypass_failures: int = 2
+    trusted_window: float = 30 * 86400.0
 
     @classmethod
     def from_config(cls, cfg: Section) -> LimitSettings:
@@ -55,6 +81,8 @@ class LimitSettings:
             backoff_base=cfg.float("backoff_base", d.backoff_base, min=0),
             backoff_max=cfg.float("backoff_max", d.backoff_max, min=0),
             lockout_window=cfg.float("lockout_window", d.lockout_window, min=0),
+            bypass_failures=cfg.int("bypass_failures", d.bypass_failures, min=0),
+            trusted_window=cfg.float("trusted_window", d.trusted_window, min=0),
         )
         cfg.done()
         return settings
@@ -70,11 +98,13 @@ def _address_key(address: str) -> str:
     return address
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Attempt:
     key: str          # this (username, password) pair: lockout memory, cache, coalescing
     user: str         # the username, normalised: attempt counter and backoff
     addr: str | None  # the client address, when address limits are on
+    pair: str | None = None  # (username, client address): its failures; "logged in from here"
+    via: str = "open"  # what admit() charged: "username", "trusted", "new", or "open" (nothing)
 
 
 class Guard:
@@ -91,12 +121,17 @@ class Guard:
 
     def attempt(self, credentials: Credentials) -> Attempt:
         """The keys one request is known by, computed once."""
+        s = self.settings
         name = unicodedata.normalize("NFKC", credentials.username).strip().casefold()
-        addr = None
-        if self.settings.address_failures and credentials.client:
-            addr = "a:" + self.digest("addr", _address_key(credentials.client))
+        addr = pair = None
+        if credentials.client:
+            where = _address_key(credentials.client)
+            if s.address_failures:
+                addr = "a:" + self.digest("addr", where)
+            if s.bypass_failures and s.username_failures:
+                pair = "p:" + self.digest("pair", name, where)
         return Attempt(self.digest("login", credentials.username, credentials.password),
-                       "u:" + self.digest("user", name), addr)
+                       "u:" + self.digest("user", name), addr, pair)
 
     async def recently_failed(self, attempt: Attempt) -> bool:
         if not self.settings.lockout_window:
@@ -106,20 +141,58 @@ class Guard:
     async def admit(self, attempt: Attempt) -> None:
         """Raise RateLimited, or count this attempt against the limits."""
         s = self.settings
-        user, addr = attempt.user, attempt.addr
+        store, user, addr, pair = self.store, attempt.user, attempt.addr, attempt.pair
+        attempt.via = "open"
         # Refusals write nothing: a flood of refused requests must not evict the
         # counters of others from a bounded store.
-        if (wait := await self.store.ttl(f"lock:{user}")) > 0:
-            self._refuse("backoff", wait)
-        if addr and await self.store.count(f"fail:{addr}") >= s.address_failures:
-            self._refuse("address", await self.store.ttl(f"fail:{addr}"))
-        if s.username_failures:
-            if await self.store.count(f"fail:{user}") >= s.username_failures:
-                self._refuse("username", await self.store.ttl(f"fail:{user}"))
-            # Reserve the attempt; concurrent reservations past the limit give theirs back.
-            if await self.store.hit(f"fail:{user}", s.username_window) > s.username_failures:
-                await self.store.hit(f"fail:{user}", s.username_window, -1)
-                self._refuse("username", await self.store.ttl(f"fail:{user}"))
+        if addr and await store.count(f"fail:{addr}") >= s.address_failures:
+            self._refuse("address", await store.ttl(f"fail:{addr}"))
+        if not s.username_failures:
+            return
+        closed: tuple[str, float] | None = None
+        if (wait := await store.ttl(f"lock:{user}")) > 0:
+            closed = ("backoff", wait)
+        elif await store.count(f"fail:{user}") >= s.username_failures:
+            closed = ("username", await store.ttl(f"fail:{user}"))
+        # Reserve the attempt; concurrent reservations past the limit give theirs back.
+        elif await store.hit(f"fail:{user}", s.username_window) > s.username_failures:
+            await store.hit(f"fail:{user}", s.username_window, -1)
+            closed = ("username", await store.ttl(f"fail:{user}"))
+        if closed is None:
+            attempt.via = "username"
+            if pair:  # so that concurrent guesses from here cannot pass as a "new" address
+                await store.hit(f"fail:{pair}", s.username_window)
+            return
+        if pair is None or not await self._bypass(attempt):
+            self._refuse(*closed)
+
+    async def _bypass(self, attempt: Attempt) -> bool:
+        """Let a closed username's own known address, or a new one, through on its budget."""
+        s, store, pair = self.settings, self.store, attempt.pair
+        window = s.username_window
+        if s.trusted_window and await store.get(f"ok:{pair}") is not None:
+            if await store.count(f"fail:{pair}") >= s.bypass_failures:
+                return False
+            if await store.hit(f"fail:{pair}", window) > s.bypass_failures:
+                await store.hit(f"fail:{pair}", window, -1)
+                return False
+            attempt.via = "trusted"
+            METRICS.inc("bridge_limit_bypass_trusted_total")
+            return True
+        shared = f"new:{attempt.user}"
+        if (await store.count(f"fail:{pair}") > 0
+                or await store.count(shared) >= s.bypass_failures):
+            return False
+        if await store.hit(f"fail:{pair}", window) > 1:  # one at a time from a new address
+            await store.hit(f"fail:{pair}", window, -1)
+            return False
+        if await store.hit(shared, window) > s.bypass_failures:
+            await store.hit(shared, window, -1)
+            await store.hit(f"fail:{pair}", window, -1)
+            return False
+        attempt.via = "new"
+        METRICS.inc("bridge_limit_bypass_new_address_total")
+        return True
 
     def _refuse(self, which: str, wait: float) -> None:
         METRICS.inc(f"bridge_rate_limited_{which}_total")
@@ -131,20 +204,33 @@ class Guard:
         Only wrong passwords keep their place in the counters: an outage or a
         policy refusal must not push a user's phone towards a 429.
         """
-        s = self.settings
-        user, addr = attempt.user, attempt.addr
+        s, store = self.settings, self.store
+        user, addr, pair, via = attempt.user, attempt.addr, attempt.pair, attempt.via
+        window = s.username_window
         if outcome == "failed":
             if s.lockout_window:
-                await self.store.put("neg:" + attempt.key, b"1", s.lockout_window)
+                await store.put("neg:" + attempt.key, b"1", s.lockout_window)
             if addr:
-                await self.store.hit(f"fail:{addr}", s.address_window)
-            if s.backoff_base and s.username_failures:
-                failures = await self.store.hit(f"fail:{user}", s.username_window, 0)
+                await store.hit(f"fail:{addr}", s.address_window)
+            if via == "username" and s.backoff_base:
+                failures = await store.hit(f"fail:{user}", window, 0)
                 if failures >= 2:
                     delay = min(s.backoff_max, s.backoff_base * 2 ** (failures - 2))
-                    await self.store.put(f"lock:{user}", b"1", delay)
-        elif s.username_failures:
+                    await store.put(f"lock:{user}", b"1", delay)
+            return
+        if via == "username":
             if outcome == "ok":
-                await self.store.delete(f"fail:{user}")
+                # Only a success through the open gate clears it: one through the bypass
+                # must not hand the stranger who closed it a fresh budget.
+                await store.delete(f"fail:{user}")
             else:
-                await self.store.hit(f"fail:{user}", s.username_window, -1)
+                await store.hit(f"fail:{user}", window, -1)
+        elif via == "new":
+            await store.hit(f"new:{user}", window, -1)
+        if pair and via != "open":
+            if outcome == "ok":
+                await store.delete(f"fail:{pair}")
+                if s.trusted_window:
+                    await store.put(f"ok:{pair}", b"1", s.trusted_window)
+            else:
+                await store.hit(f"fail:{pair}", window, -1)

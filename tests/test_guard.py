@@ -1,9 +1,15 @@
 """Rate limits, backoff, lockout memory, coalescing and the positive cache, through the
-real request flow (Provisioner) with an authenticator that counts what reaches it."""
+real request flow (Provisioner) with an authenticator that counts what reaches it.
+
+The tests of who may pass a closed username (the user's own addresses, new addresses on a
+small budget) run against both real state stores: in memory and the machine's Redis."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -17,7 +23,9 @@ from bridge.models import Account, Credentials, Identity
 from bridge.provision import Provisioner
 from bridge.settings import BreakerSettings
 from bridge.sources import AccountSource
-from bridge.state import MemoryStore
+from bridge.state import MemoryStore, RedisStore, Store
+
+REDIS_URL = os.environ.get("BRIDGE_TEST_REDIS", "redis://127.0.0.1:6379/15")
 
 MAPPING = ConfigMapping.from_config(Section({"account": {
     "username": "{identity.username}", "password": "{login.password}",
@@ -50,8 +58,8 @@ class OneAccount(AccountSource):
 
 
 def provisioner(auth: Authenticator, cache: bool = False, breaker: BreakerSettings | None = None,
-                **limits: float) -> Provisioner:
-    store = MemoryStore()
+                store: Store | None = None, **limits: float) -> Provisioner:
+    store = store or MemoryStore()
     guard = Guard(store, LimitSettings(**limits), b"k" * 32)
     return Provisioner(auth, OneAccount(), MAPPING, 5.0, guard,
                        ResponseCache(store, CacheSettings(enabled=cache, ttl=60)),
@@ -269,3 +277,185 @@ async def test_wrong_passwords_do_not_open_the_breaker():
     for i in range(10):
         assert await outcome(p, creds("alice", f"wrong{i}")) == "AuthenticationFailed"
     assert await outcome(p, creds("alice", "right")) == "ok"
+
+
+# -- a closed username and the real user: who still gets through --------------------------
+
+STRANGER = "203.0.113.66"
+HOME = "198.51.100.10"     # where alice's phone logged in before
+TRAVEL = "192.0.2.200"     # an address alice has never used
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    prefix = f"test-guard-{uuid.uuid4().hex}:"
+    redis_store = RedisStore(REDIS_URL, prefix=prefix)
+    try:
+        await redis_store.client.ping()
+    except Exception as exc:
+        await redis_store.close()
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+    yield redis_store
+    keys = [k async for k in redis_store.client.scan_iter(match=prefix + "*")]
+    if keys:
+        await redis_store.client.delete(*keys)
+    await redis_store.close()
+
+
+async def stored_keys(store: Store) -> list[str]:
+    if isinstance(store, MemoryStore):
+        return list(store._data)
+    assert isinstance(store, RedisStore)
+    return [k.decode() async for k in store.client.scan_iter(match=store.prefix + "*")]
+
+
+def guarded(auth: Authenticator, store: Store, **limits: float) -> Provisioner:
+    settings = {"username_failures": 5, "backoff_base": 0, "bypass_failures": 2, **limits}
+    return provisioner(auth, store=store, **settings)
+
+
+async def hammer(p: Provisioner, client: str, times: int, round: int = 0) -> list[str]:
+    """Wrong passwords for alice, each new (a repeated one is answered from lockout memory)."""
+    return [await outcome(p, creds("alice", f"guess-{client}-{round}-{i}", client=client))
+            for i in range(times)]
+
+
+async def test_a_stranger_cannot_lock_the_user_out(store):
+    auth = CountingAuthenticator({"alice": "right"})
+    p = guarded(auth, store)
+    results = await hammer(p, STRANGER, 20)
+    assert results == ["AuthenticationFailed"] * 5 + ["RateLimited"] * 15
+    assert await outcome(p, creds("alice", "right", client=TRAVEL)) == "ok"
+    # the stranger is still refused, with any password, and the backend was asked 5 + 1 times
+    assert await hammer(p, STRANGER, 5, round=1) == ["RateLimited"] * 5
+    assert await outcome(p, creds("alice", "right", client=STRANGER)) == "RateLimited"
+    assert auth.calls == 6
+
+
+async def test_backoff_does_not_lock_the_user_out_either(store):
+    auth = CountingAuthenticator({"alice": "right"})
+    p = guarded(auth, store, username_failures=100, backoff_base=30, backoff_max=60)
+    assert await hammer(p, STRANGER, 4) == ["AuthenticationFailed"] * 2 + ["RateLimited"] * 2
+    assert await outcome(p, creds("alice", "right", client=TRAVEL)) == "ok"
+    assert auth.calls == 3
+
+
+async def test_new_addresses_share_one_small_budget(store):
+    auth = CountingAuthenticator({"alice": "right"})
+    p = guarded(auth, store)
+    await outcome(p, creds("alice", "right", client=HOME))           # her phone, at home
+    await hammer(p, STRANGER, 5)                                     # closes the username
+    botnet = [f"203.0.113.{i}" for i in range(100, 120)]
+    results = [await outcome(p, creds("alice", f"bot-{a}", client=a)) for a in botnet]
+    assert results == ["AuthenticationFailed"] * 2 + ["RateLimited"] * 18
+    # the budget of new addresses is spent: the documented price ...
+    assert await outcome(p, creds("alice", "right", client=TRAVEL)) == "RateLimited"
+    # ... but the address she logged in from is hers and still gets through
+    assert await outcome(p, creds("alice", "right", client=HOME)) == "ok"
+    assert auth.calls == 1 + 5 + 2 + 1
+
+
+async def test_concurrent_guesses_from_new_addresses_stay_within_the_budget(store):
+    auth = CountingAuthenticator({"alice": "right"}, delay=0.05)
+    p = guarded(auth, store, username_failures=3)
+    await hammer(p, STRANGER, 3)
+    one_address = [creds("alice", f"same-{i}", client=TRAVEL) for i in range(10)]
+    many = [creds("alice", f"many-{i}", client=f"192.0.2.{i}") for i in range(1, 40)]
+    results = await asyncio.gather(*(outcome(p, c) for c in one_address + many))
+    assert results.count("AuthenticationFailed") == 2
+    assert auth.calls == 3 + 2
+
+
+async def test_a_known_address_has_its_own_budget_that_a_success_refills(store):
+    auth = CountingAuthenticator({"alice": "right"})
+    p = guarded(auth, store)
+    assert await outcome(p, creds("alice", "right", client=HOME)) == "ok"
+    await hammer(p, STRANGER, 5)
+    for a in ("203.0.113.1", "203.0.113.2"):                     # the new-address budget too
+        assert await outcome(p, creds("alice", f"bot-{a}", client=a)) == "AuthenticationFailed"
+    assert await outcome(p, creds("alice", "typo-1", client=HOME)) == "AuthenticationFailed"
+    assert await outcome(p, creds("alice", "right", client=HOME)) == "ok"
+    assert await outcome(p, creds("alice", "typo-2", client=HOME)) == "AuthenticationFailed"
+    assert await outcome(p, creds("alice", "typo-3", client=HOME)) == "AuthenticationFailed"
+    assert await outcome(p, creds("alice", "right", client=HOME)) == "RateLimited"
+    assert auth.calls == 1 + 5 + 2 + 4
+
+
+async def test_a_success_through_the_bypass_does_not_reopen_the_username(store):
+    auth = CountingAuthenticator({"alice": "right"})
+    p = guarded(auth, store)
+    await hammer(p, STRANGER, 5)
+    assert await outcome(p, creds("alice", "right", client=TRAVEL)) == "ok"
+    assert await outcome(p, creds("alice", "right", client=TRAVEL)) == "ok"
+    # the stranger's next address gets the new-address budget, not a fresh username budget
+    results = [await outcome(p, creds("alice", f"g{i}", client=f"198.18.0.{i}"))
+               for i in range(1, 10)]
+    assert results.count("AuthenticationFailed") == 2
+    assert auth.calls == 5 + 2 + 2
+
+
+async def test_trust_expires_after_trusted_window(store):
+    auth = CountingAuthenticator({"alice": "right"})
+    p = guarded(auth, store, trusted_window=0.3)
+    assert await outcome(p, creds("alice", "right", client=HOME)) == "ok"
+    await hammer(p, STRANGER, 5)
+    for a in ("203.0.113.1", "203.0.113.2"):
+        assert await outcome(p, creds("alice", f"bot-{a}", client=a)) == "AuthenticationFailed"
+    assert await outcome(p, creds("alice", "right", client=HOME)) == "ok"
+    await asyncio.sleep(0.4)
+    assert await outcome(p, creds("alice", "right", client=HOME)) == "RateLimited"
+
+
+async def test_an_ipv6_stranger_cannot_pass_as_new_within_its_64(store):
+    auth = CountingAuthenticator({"alice": "right"})
+    p = guarded(auth, store)
+    results = [await outcome(p, creds("alice", f"g{i}", client=f"2001:db8:6:6::{i:x}"))
+               for i in range(1, 12)]
+    assert results == ["AuthenticationFailed"] * 5 + ["RateLimited"] * 6
+    assert await outcome(p, creds("alice", "right", client="2001:db8:7::1")) == "ok"
+
+
+async def test_without_bypass_one_closed_gate_holds_for_everyone(store):
+    auth = CountingAuthenticator({"alice": "right"})
+    p = guarded(auth, store, bypass_failures=0)
+    await outcome(p, creds("alice", "right", client=HOME))
+    await hammer(p, STRANGER, 5)
+    for client in (HOME, TRAVEL):
+        assert await outcome(p, creds("alice", "right", client=client)) == "RateLimited"
+    assert auth.calls == 6
+
+
+async def test_outages_give_the_bypass_budgets_back(store):
+    auth = CountingAuthenticator({"alice": "right"})
+    p = guarded(auth, store)
+    await hammer(p, STRANGER, 5)
+    auth.down = True
+    for _ in range(5):
+        assert await outcome(p, creds("alice", "right", client=TRAVEL)) == "UpstreamUnavailable"
+    auth.down = False
+    assert await outcome(p, creds("alice", "right", client=TRAVEL)) == "ok"
+
+
+async def test_trusted_addresses_are_stored_as_keyed_hashes_only(store):
+    p = guarded(CountingAuthenticator({"alice": "right"}), store)
+    assert await outcome(p, creds("alice", "right", client=HOME)) == "ok"
+    await hammer(p, STRANGER, 6)
+    keys = await stored_keys(store)
+    assert any(":ok:p:" in k or k.startswith("ok:p:") for k in keys)
+    for key in keys:
+        assert "alice" not in key and HOME not in key and STRANGER not in key
+
+
+def test_bypass_settings_are_read_from_the_limits_table():
+    cfg = Section({"bypass_failures": 3, "trusted_window": 3600})
+    settings = LimitSettings.from_config(cfg)
+    assert (settings.bypass_failures, settings.trusted_window) == (3, 3600)
+    bad = Section({"bypass_failures": -1, "trusted_window": "forever"}, "limits")
+    LimitSettings.from_config(bad)
+    assert len(bad.problems) == 2
+    assert any("limits.bypass_failures" in p for p in bad.problems)
