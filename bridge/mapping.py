@@ -228,7 +228,14 @@ class SectionMapping:
         return tree
 
 
+def _hidden(value: object) -> str:
+    return f"a {type(value).__name__} (not shown: the option is secret)"
+
+
 def _read_value(cfg: Section, key: str, option: schema.Option | None) -> Value | None:
+    # A secret option's value (a literal password) never goes into a problem message.
+    secret = option is not None and option.secret
+    show = _hidden if secret else describe
     raw = cfg.raw(key)
     default: Scalar | None = None
     if isinstance(raw, dict):
@@ -238,16 +245,17 @@ def _read_value(cfg: Section, key: str, option: schema.Option | None) -> Value |
         sub.done()
         if default is not None and not isinstance(default, str | int | bool):
             sub.problem("default", f"expected text, a number or true/false, "
-                                   f"received {describe(default)}")
+                                   f"received {show(default)}")
             return None
     if not isinstance(raw, str | int | bool):
         cfg.problem(key, f"expected text, a number, true/false or a table "
-                         f"{{ value = ..., default = ... }}, received {describe(raw)}")
+                         f"{{ value = ..., default = ... }}, received {show(raw)}")
         return None
     try:
         parts = parse_template(raw) if isinstance(raw, str) else (raw,)
     except ValueError as exc:
-        cfg.problem(key, str(exc))
+        cfg.problem(key, "not a valid template (placeholders are {scope.name}; write {{ and }} "
+                         "for literal braces)" if secret else str(exc))
         return None
     value = Value(parts, default)
     if option is not None:
