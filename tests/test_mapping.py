@@ -6,6 +6,8 @@ from bridge.config import Section
 from bridge.errors import InternalError
 from bridge.mapping import ConfigMapping, Field, parse_template
 from bridge.models import Account, Credentials, Identity
+from bridge.zoiper.dialects import ANDROID, DESKTOP, IOS
+from bridge.zoiper.document import parse_config, render_config
 
 IDENTITY = Identity("alice", {"displayName": "Alice", "ext": 1001})
 LOGIN = Credentials("Alice", "pw-from-phone")
@@ -135,3 +137,134 @@ def test_static_parts_are_built_once_and_dynamic_parts_per_request():
     assert (one["zrtp"], two["zrtp"]) == ({"enabled": True}, {"enabled": False})
     assert one["stun"] is two["stun"] and one["codecs"] is two["codecs"]  # shared, built once
     assert one["password"] == two["password"] == "p"
+
+
+# --- dialects ---------------------------------------------------------------------------------
+
+
+def desktop_mapping(data: dict) -> tuple[ConfigMapping, list[str]]:
+    section = Section(data, "mapping")
+    result = ConfigMapping.from_config(section, DESKTOP)
+    return result, section.problems
+
+
+DESKTOP_ACCOUNT = {
+    "ident": "Z{account.sip_user}",
+    "username": "{account.sip_user}",
+    "password": "{account.sip_password}",
+    "SIP_domain": "{account.domain}",
+    "SIP_use_blf": True,
+    "codecs": [{"codec_id": 35, "priority": 1, "enabled": True, "bps": 0}],
+    "zrtp": {"enabled": True,
+             "cipher_algorithms": [{"name": "AES1", "id": 0, "selected": True}]},
+}
+
+
+def test_desktop_mapping_fills_general_audio_and_the_accounts():
+    m, problems = desktop_mapping({
+        "account": DESKTOP_ACCOUNT,
+        "general": {"account": "Z{identity.ext}", "auto_away": 300, "record_calls": False,
+                    "record_filename": "call_{{YYYY}}-{{MM}}",
+                    "extra": {"future_general_option": "1"}},
+        "audio": {"selected_input_device": {"use_default": False, "name": "Headset"}},
+        "provision": {"username": "{login.username}", "password": "{login.password}"},
+    })
+    assert problems == []
+    accounts = [Account({"sip_user": "1001", "sip_password": "s1", "domain": "pbx.example"}),
+                Account({"sip_user": "1002", "sip_password": "s2", "domain": "pbx.example"})]
+    tree = m.build(IDENTITY, accounts, LOGIN)
+    parsed = parse_config(render_config(tree, DESKTOP), DESKTOP, allow_extra=True)
+    assert [a["ident"] for a in parsed["accounts"]] == ["Z1001", "Z1002"]
+    assert parsed["accounts"][0]["zrtp"]["cipher_algorithms"] == [
+        {"name": "AES1", "id": "0", "selected": "true"}]
+    assert parsed["general"] == {"account": "Z1001", "auto_away": "300", "record_calls": "false",
+                                 "record_filename": "call_{YYYY}-{MM}",
+                                 "@extra": {"future_general_option": "1"}}
+    assert parsed["audio"] == {"selected_input_device": {"use_default": "false",
+                                                         "name": "Headset"}}
+    assert parsed["provision"] == {"username": "Alice", "password": "pw-from-phone"}
+    # Sections without per-request placeholders are built once and shared.
+    assert m.build(IDENTITY, accounts, LOGIN)["audio"] is tree["audio"]
+
+
+def test_desktop_mapping_problems_have_key_paths():
+    _, problems = desktop_mapping({
+        "account": {**DESKTOP_ACCOUNT, "balance_url": "x", "protocol": "http_phone_control"},
+        "general": {"auto_awya": 1, "auto_away": "soon", "record_format": "ogg",
+                    "account": "{account.sip_user}"},
+        "audio": {"selected_input_device": {"use_default": "maybe"}},
+        "generl": {},
+        "codecs": {"codec_id": 0},
+        "accounts": {},
+    })
+    assert problems == [
+        "Config value 'mapping.account.balance_url': unknown option for <account> (options "
+        "the schema does not know go in [mapping.account.extra])",
+        "Config value 'mapping.account': http_phone_control accounts need "
+        "HTTP_PHONE_CONTROL_host; missing: HTTP_PHONE_CONTROL_host",
+        "Config value 'mapping.general.auto_awya': unknown option for <general> (options the "
+        "schema does not know go in [mapping.general.extra])",
+        "Config value 'mapping.general.auto_away': expected an integer, got 'soon'",
+        "Config value 'mapping.general.record_format': expected one of wav, mp3, got 'ogg'",
+        "Config value 'mapping.general.account': {account.sip_user} is only known per account; "
+        "<general> is filled once per request (give a default)",
+        "Config value 'mapping.audio.selected_input_device.use_default': expected true or "
+        "false, got 'maybe'",
+        "Config value 'mapping.generl': Zoiper5 Desktop 1.16.2 has no section <generl>; "
+        + EXPECTED_DESKTOP_SECTIONS,
+        "Config value 'mapping.codecs': <codecs> is a list in Zoiper5 Desktop 1.16.2; only "
+        "single sections can be mapped, " + EXPECTED_DESKTOP_SECTIONS,
+        "Config value 'mapping.accounts': the accounts list is built from [mapping.account], "
+        "once per account; " + EXPECTED_DESKTOP_SECTIONS,
+    ]
+
+
+EXPECTED_DESKTOP_SECTIONS = (
+    "expected account or one of: general, audio, hid, sip_options, iax_options, rtp_options, "
+    "stun, diagnostics, network, chat, provision, popup, video, skin, "
+    "forwarding_and_auto_answer, gui, profile, google_analytics, crash_handler, proxy, history")
+
+
+@pytest.mark.parametrize(("dialect", "account", "expected"), [
+    (DESKTOP, {"protocol": "iax2", "username": "u", "password": "p"},
+     "iax2 accounts need username, password, IAX2_host; missing: IAX2_host"),
+    (DESKTOP, {"protocol": "http_phone_control", "HTTP_PHONE_CONTROL_path": "/x"},
+     "http_phone_control accounts need HTTP_PHONE_CONTROL_host; "
+     "missing: HTTP_PHONE_CONTROL_host"),
+    (IOS, {"username": "u", "SIP_domain": "d"},
+     "sip accounts need username, password, SIP_domain; missing: password"),
+])
+def test_required_options_are_the_dialects(dialect, account, expected):
+    section = Section({"account": account}, "mapping")
+    ConfigMapping.from_config(section, dialect)
+    assert section.problems == [f"Config value 'mapping.account': {expected}"]
+
+
+def test_the_phones_have_no_desktop_sections():
+    for dialect in (ANDROID, IOS):
+        section = Section({"account": {"username": "u", "password": "p", "SIP_domain": "d"},
+                           "general": {"auto_away": 1}}, "mapping")
+        ConfigMapping.from_config(section, dialect)
+        assert len(section.problems) == 1
+        assert section.problems[0].startswith(
+            f"Config value 'mapping.general': {dialect.title} has no section <general>; "
+            "expected account or one of: diagnostics")
+
+
+def test_default_dialect_is_android():
+    m, problems = mapping({"account": {"username": "u", "password": "p", "SIP_domain": "d"},
+                           "diagnostics": {"enable_debug_log": True}})
+    assert problems == [] and m.dialect is ANDROID
+    assert m.diagnostics is m.sections["diagnostics"]
+
+
+@pytest.mark.parametrize("password", [3.25, ["hunter2"], "hunter{2}", {"value": "x",
+                                                                      "default": [2.5]}])
+def test_literal_secrets_are_not_shown_in_load_problems(password):
+    _, problems = desktop_mapping({"account": {"username": "u", "SIP_domain": "d",
+                                               "password": password},
+                                   "provision": {"password": password}})
+    # one each for the two values, and the account misses its (unusable) password
+    assert len(problems) == 3 and problems[1].endswith("missing: password")
+    for problem in problems:
+        assert "hunter" not in problem and "3.25" not in problem and "2.5" not in problem
