@@ -8,6 +8,7 @@ import gc
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -29,8 +30,8 @@ from bridge.errors import (
 from bridge.logs import AccessLogMiddleware, register_secret
 from bridge.metrics import METRICS, watch_event_loop
 from bridge.params import credentials_from_query
-from bridge.provision import Provisioner
-from bridge.settings import Settings
+from bridge.runtime import Runtime
+from bridge.settings import Profile, Settings
 
 logger = logging.getLogger("bridge.app")
 
@@ -99,27 +100,80 @@ HSTS = (b"strict-transport-security", b"max-age=31536000")
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
+class Gateway:
+    """Chooses the profile of a request and holds the runtime built from the settings.
+
+    The runtime (backends, breakers, stores) is built in the lifespan; an ASGI
+    server run without one (lifespan="off", some tests) gets it built at the first
+    request instead, with backends that need no start().
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runtime: Runtime | None = None
+        self.proxies = list(settings.server.trusted_proxies)
+        # path -> (host -> profile); host None is the profile for any other host
+        self.by_path: dict[str, dict[str | None, Profile]] = {}
+        for profile in settings.profiles:
+            for path in profile.paths:
+                self.by_path.setdefault(path, {})[profile.host] = profile
+
+    def build(self) -> Runtime:
+        if self.runtime is None:
+            self.runtime = Runtime(self.settings)
+        return self.runtime
+
+    def profile(self, path: str, host: str | None) -> Profile:
+        hosts = self.by_path[path]
+        if len(hosts) == 1 and None in hosts:
+            return hosts[None]
+        profile = hosts.get(host) or hosts.get(None)
+        if profile is None:
+            raise NotFound(f"no profile for host {host!r} at {path}")
+        return profile
+
+    def client(self, request: Request) -> str | None:
+        client = request.client.host if request.client else None
+        if self.proxies:
+            header = self.settings.server.forwarded_header
+            client = client_address(client, header,
+                                    ", ".join(request.headers.getlist(header)), self.proxies)
+            request.state.client_address = client  # for the access log
+        return client
+
+
+def _host(request: Request) -> str | None:
+    host = request.headers.get("host")
+    if not host:
+        return None
+    if host.startswith("["):  # [v6]:port
+        return host[1:].partition("]")[0].lower()
+    return host.rpartition(":")[0].lower() if host.count(":") == 1 else host.lower()
+
+
 def create_app(settings: Settings) -> Starlette:
-    policy: ErrorPolicy = settings.errors
-    provisioner = Provisioner.from_settings(settings)
+    gateway = Gateway(settings)
     log_failure = FailureLog()
-    proxies = list(settings.server.trusted_proxies)
 
     async def provision(request: Request) -> Response:
         METRICS.inc("bridge_requests_total")
+        policy: ErrorPolicy = settings.errors
         try:
-            client = request.client.host if request.client else None
-            if proxies:
-                header = settings.server.forwarded_header
-                client = client_address(client, header,
-                                        ", ".join(request.headers.getlist(header)), proxies)
-                request.state.client_address = client  # for the access log
-            credentials = credentials_from_query(request.scope["query_string"],
-                                                 settings.query, client)
+            host = _host(request)
+            path = request.scope["path"]
+            profile = gateway.profile(path, host)
+            policy = profile.errors
+            client = gateway.client(request)
+            credentials = credentials_from_query(request.scope["query_string"], profile.query,
+                                                 client, request.headers.get("authorization"))
             register_secret(credentials.password)
             logger.debug("request for %r (version %s) from %s", credentials.username,
                          credentials.version, client)
-            body = await provisioner.provision(credentials)
+            route = gateway.build().route(profile, path, host,
+                                          credentials.username)
+            if route.username != credentials.username:
+                credentials = replace(credentials, username=route.username)
+            body = await route.provisioner.provision(credentials, route.pipeline)
         except Exception as exc:
             log_failure(exc)
             response = policy.response(exc)
@@ -134,14 +188,14 @@ def create_app(settings: Settings) -> Starlette:
     async def http_exception(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         mapped = {404: NotFound, 405: MethodNotAllowed}.get(exc.status_code, BadRequest)
-        return policy.response(mapped(exc.detail))
+        return settings.errors.response(mapped(exc.detail))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         METRICS.set("bridge_event_loop_lag_max_seconds", 0.0)
         watcher = asyncio.create_task(watch_event_loop())
         try:
-            async with provisioner.running():
+            async with gateway.build().running():
                 # Everything alive now (modules, settings, pools) lives as long as the
                 # process: keep it out of the collector's full passes, which otherwise
                 # held the event loop for up to ~12 ms under load.
@@ -157,7 +211,7 @@ def create_app(settings: Settings) -> Starlette:
     middleware = [Middleware(StrictTransportSecurityMiddleware)]
     if settings.server.access_log:
         middleware.insert(0, Middleware(AccessLogMiddleware))
-    routes = [Route(settings.server.path, provision, methods=["GET"])]
+    routes = [Route(path, provision, methods=["GET"]) for path in gateway.by_path]
     if settings.server.metrics_path:
         routes.append(Route(settings.server.metrics_path, metrics, methods=["GET"]))
     app = Starlette(

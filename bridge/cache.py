@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
-from bridge.config import Section
+from pydantic import Field
+
+from bridge.config import Model
 from bridge.errors import UpstreamUnavailable
 from bridge.state import Store
 
@@ -59,17 +60,11 @@ def _cancelling() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-@dataclass(frozen=True)
-class CacheSettings:
-    enabled: bool = False
-    ttl: float = 60.0
+class CacheSettings(Model):
+    """`[cache]`"""
 
-    @classmethod
-    def from_config(cls, cfg: Section) -> CacheSettings:
-        settings = cls(enabled=cfg.bool("enabled", False),
-                       ttl=cfg.float("ttl", cls.ttl, min=1, max=86400))
-        cfg.done()
-        return settings
+    enabled: bool = False
+    ttl: float = Field(60.0, ge=1, le=86400)
 
 
 class ResponseCache:

@@ -102,6 +102,7 @@ class ErrorPolicy:
 
     messages: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_MESSAGES))
     retry_after: int = DEFAULT_RETRY_AFTER
+    challenge: str | None = None  # WWW-Authenticate of a 401 where HTTP Basic is accepted
 
     def describe(self, exc: BaseException) -> tuple[int, str, dict[str, str]]:
         """Status, message and extra headers for any exception."""
@@ -113,6 +114,8 @@ class ErrorPolicy:
             retry_after = self.retry_after
         if retry_after is not None:
             headers["Retry-After"] = str(max(1, int(retry_after)))
+        if self.challenge and isinstance(exc, AuthenticationFailed):
+            headers["WWW-Authenticate"] = self.challenge
         if isinstance(exc, MethodNotAllowed):
             headers["Allow"] = "GET, HEAD"
         return exc.status, self.messages[exc.key], headers

@@ -26,6 +26,7 @@ class Credentials:
     password: str = field(repr=False)
     version: str | None = None
     client: str | None = None  # the client's address, for limits and logs
+    password_format: str = "plaintext"  # noqa: S105 (or "md5": the password's MD5, in hex)
 
 
 @dataclass(frozen=True, slots=True)

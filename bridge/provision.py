@@ -1,11 +1,13 @@
 """One provisioning request, top to bottom.
 
+    (the application has chosen the profile and the pipeline: tenant, backends, mapping)
     a backend's circuit open (it kept failing)? -> 503 at once
     recently failed with this very password?   -> 401, no backend call
     answered a moment ago (positive cache)?    -> that document
     the same request already in flight?        -> share its outcome
     over a rate limit or in backoff?           -> 429, no backend call
-    authenticate -> fetch accounts -> map -> render (validated)
+    authenticate -> fetch accounts -> map -> render for the dialect (validated)
+    the deadline passes while a backend is asked?  -> that backend's failure, 503
 
 Every failure leaves this module as a BridgeError (or an unexpected exception
 that the caller treats as internal); nothing here builds a response, so the
@@ -18,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bridge.auth import Authenticator
@@ -36,6 +39,7 @@ from bridge.metrics import METRICS
 from bridge.models import Credentials
 from bridge.settings import BreakerSettings
 from bridge.sources import AccountSource
+from bridge.zoiper.dialects import ANDROID, Dialect
 from bridge.zoiper.document import render_config
 from bridge.zoiper.schema import SchemaError
 
@@ -45,58 +49,79 @@ if TYPE_CHECKING:
 logger = logging.getLogger("bridge.provision")
 
 
+@dataclass(eq=False)
+class Pipeline:
+    """One tenant's (or a profile's own) way through: its backends, mapping and breakers."""
+
+    name: str
+    authenticator: Authenticator
+    source: AccountSource
+    mapping: ConfigMapping
+    dialect: Dialect = ANDROID
+    required_groups: frozenset[str] = frozenset()
+    # One breaker per backend, whatever its kind: a dead directory or billing system is
+    # answered from here in microseconds. Pipelines sharing a backend share its breaker.
+    auth_breaker: CircuitBreaker = field(default_factory=lambda: CircuitBreaker("authenticator"))
+    source_breaker: CircuitBreaker = field(
+        default_factory=lambda: CircuitBreaker("account source"))
+
+
 class Provisioner:
+    """The request flow of one profile: its limits, with the shared cache and flights."""
+
     def __init__(
         self,
-        authenticator: Authenticator,
-        source: AccountSource,
-        mapping: ConfigMapping,
+        authenticator: Authenticator | None,
+        source: AccountSource | None,
+        mapping: ConfigMapping | None,
         deadline: float,
         guard: Guard,
         cache: ResponseCache,
         breakers: BreakerSettings | None = None,
         required_groups: frozenset[str] = frozenset(),
+        *,
+        pipeline: Pipeline | None = None,
+        flights: Coalescer | None = None,
     ) -> None:
-        self.authenticator = authenticator
-        self.source = source
-        self.mapping = mapping
         self.deadline = deadline
         self.guard = guard
         self.cache = cache
-        self.flights = Coalescer()
-        self.required_groups = required_groups
-        # One breaker per backend, whatever its kind: a dead directory or billing
-        # system is answered from here in microseconds, without touching limits,
-        # caches or the backend's own connection handling.
-        b = breakers or BreakerSettings()
-        self.auth_breaker = CircuitBreaker("authenticator", b.failures, b.cooldown)
-        self.source_breaker = CircuitBreaker("account source", b.failures, b.cooldown)
+        self.flights = flights or Coalescer()
+        if pipeline is None and authenticator and source and mapping:
+            b = breakers or BreakerSettings()
+            pipeline = Pipeline("default", authenticator, source, mapping,
+                                required_groups=required_groups,
+                                auth_breaker=CircuitBreaker("authenticator", b.failures,
+                                                            b.cooldown),
+                                source_breaker=CircuitBreaker("account source", b.failures,
+                                                              b.cooldown))
+        self.pipeline = pipeline  # the default for provision() without one
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Provisioner:
-        store = settings.state.build()
-        guard = Guard(store, settings.limits, settings.state.hash_key())
-        # In memory, documents get their own bounded store so that cached answers and
-        # attempt counters never evict each other.
-        cache_store = store if settings.state.backend == "redis" else settings.state.build()
-        return cls(settings.authenticator, settings.source, settings.mapping,
-                   settings.server.deadline, guard, ResponseCache(cache_store, settings.cache),
-                   settings.breakers, settings.policy.required_groups)
+        """The default profile's flow with freshly built backends (tests, `render`)."""
+        from bridge.runtime import Runtime
+
+        return Runtime(settings).provisioners[settings.default.name]
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Provisioner]:
-        """Open the backends' pools and clients for the lifetime of the block."""
+        """Open this flow's stores and its default pipeline's backends for the block."""
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self.guard.store.close)
             if self.cache.store is not self.guard.store:
                 stack.push_async_callback(self.cache.store.close)
-            for backend in (self.authenticator, self.source):
-                await backend.start()
-                stack.push_async_callback(backend.close)
+            if self.pipeline is not None:
+                for backend in (self.pipeline.authenticator, self.pipeline.source):
+                    await backend.start()
+                    stack.push_async_callback(backend.close)
             yield self
 
-    async def provision(self, credentials: Credentials) -> bytes:
-        for breaker in (self.auth_breaker, self.source_breaker):
+    async def provision(self, credentials: Credentials, pipeline: Pipeline | None = None
+                        ) -> bytes:
+        pipe = pipeline or self.pipeline
+        assert pipe is not None, "no pipeline to provision with"
+        for breaker in (pipe.auth_breaker, pipe.source_breaker):
             if breaker.refusing:  # a peek: the half-open probe is claimed in the fetch below
                 METRICS.inc("bridge_breaker_refusals_total")
                 breaker.check()
@@ -104,47 +129,62 @@ class Provisioner:
         if await self.guard.recently_failed(attempt):
             raise AuthenticationFailed(f"user {credentials.username!r}: same password failed "
                                        "recently (answered without asking the backend)")
-        if (document := await self.cache.get(attempt.key)) is not None:
+        # The same login gets another document from another pipeline (dialect, tenant).
+        key = f"{pipe.name}:{attempt.key}"
+        if (document := await self.cache.get(key)) is not None:
             return document
-        return await self.flights.run(attempt.key, lambda: self._attempt(credentials, attempt))
+        return await self.flights.run(key, lambda: self._attempt(credentials, attempt, pipe,
+                                                                 key))
 
-    async def _attempt(self, credentials: Credentials, attempt: Attempt) -> bytes:
+    async def _attempt(self, credentials: Credentials, attempt: Attempt, pipe: Pipeline,
+                       key: str) -> bytes:
         await self.guard.admit(attempt)
         outcome = "other"
         try:
-            document = await self._fetch_and_render(credentials)
+            document = await self._fetch_and_render(credentials, pipe)
             outcome = "ok"
         except AuthenticationFailed:
             outcome = "failed"
             raise
         finally:
             await self.guard.settle(attempt, outcome)
-        await self.cache.put(attempt.key, document)
+        await self.cache.put(key, document)
         return document
 
-    async def _fetch_and_render(self, credentials: Credentials) -> bytes:
+    async def _fetch_and_render(self, credentials: Credentials, pipe: Pipeline) -> bytes:
+        asking: CircuitBreaker | None = None
         try:
             async with asyncio.timeout(self.deadline):
-                with self.auth_breaker.guard():
-                    identity = await self.authenticator.authenticate(credentials)
+                asking = pipe.auth_breaker
+                with asking.guard():
+                    identity = await pipe.authenticator.authenticate(credentials)
+                asking = None
                 if identity is None:
                     raise AuthenticationFailed(
                         f"user {credentials.username!r}: invalid credentials")
-                if self.required_groups and not self.required_groups & identity.groups:
+                if pipe.required_groups and not pipe.required_groups & identity.groups:
                     raise NotPermitted(f"user {identity.username!r} is in none of the "
                                        f"required groups")
-                with self.source_breaker.guard():
-                    accounts = await self.source.accounts(identity, credentials)
+                asking = pipe.source_breaker
+                with asking.guard():
+                    accounts = await pipe.source.accounts(identity, credentials)
+                asking = None
         except TimeoutError:
-            raise UpstreamTimeout(f"request deadline of {self.deadline}s exceeded") from None
+            # A backend still thinking when the deadline passed is as good as dead: without
+            # this a hung backend never opens its breaker, and every request waits it out.
+            if asking is not None:
+                asking.failure()
+            raise UpstreamTimeout(f"request deadline of {self.deadline}s exceeded"
+                                  + (f" asking the {asking.name}" if asking else "")) from None
         if not accounts:
             raise AccountNotFound(f"user {identity.username!r}: no SIP account")
-        tree = self.mapping.build(identity, accounts, credentials)
+        tree = pipe.mapping.build(identity, accounts, credentials)
         try:
-            document = render_config(tree)
+            document = render_config(tree, pipe.dialect)
         except SchemaError as exc:
             # Bad data from a backend must never reach the phone as a 200.
             raise InternalError(f"configuration for {identity.username!r} is invalid: "
                                 f"{exc}") from None
-        logger.info("provisioned %r with %d account(s)", identity.username, len(accounts))
+        logger.info("provisioned %r with %d account(s) (%s)", identity.username, len(accounts),
+                    pipe.name)
         return document

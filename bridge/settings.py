@@ -1,88 +1,282 @@
-"""The whole gateway configuration: one TOML file, validated completely at start-up."""
+"""The whole gateway configuration: one TOML file, validated completely, as plain data.
+
+    [server]              the process: listener, deadline, metrics
+    [request] [auth] [source] [mapping] [policy] [limits] [breaker]
+                          the default profile, served at [server] path
+    [tenants.NAME]        the default profile's tenants
+    [profiles.NAME]       more profiles: own path (and host), request, backends, mapping,
+                          tenants; every table a profile leaves out is the top level's
+
+A profile is one kind of client at one address: how its credentials arrive,
+their format, its dialect, and the pipeline(s) that serve it. A tenant is a
+pipeline of its own (authenticator, account source, mapping, policy, breakers)
+chosen per request by the username's `@domain`, the Host or the path.
+
+Loading validates and compiles (mappings against their dialect) but builds no
+backend and opens nothing except the files the configuration names; the
+application builds the backends from the specs in its lifespan (bridge/runtime.py).
+"""
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
 
-from bridge.auth import Authenticator, build_authenticator
+from pydantic import Field, PlainValidator, ValidationError, field_validator, model_validator
+
+from bridge.auth import REGISTRY as AUTHENTICATORS
 from bridge.cache import CacheSettings
 from bridge.clientaddr import Network, parse_networks
-from bridge.config import ConfigError, Section
+from bridge.config import (
+    _CONTEXT_DIR,
+    ConfigError,
+    FilePath,
+    Model,
+    Section,
+    describe,
+    describe_errors,
+    problem,
+)
 from bridge.errors import DEFAULT_MESSAGES, DEFAULT_RETRY_AFTER, ErrorPolicy
 from bridge.guard import LimitSettings
+from bridge.listener import LOOPBACK, ListenerSettings
 from bridge.mapping import ConfigMapping
 from bridge.params import QuerySettings
-from bridge.sources import AccountSource, build_source
+from bridge.plugins import BackendSpec, load_class, spec_from_table
+from bridge.sources import REGISTRY as SOURCES
 from bridge.state import StateSettings
+from bridge.zoiper.dialects import Dialect, dialect_named
+
+T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class ServerSettings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    path: str = "/provision"
-    workers: int = 1
+def _networks(value: Any) -> tuple[Network, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of addresses or networks, received {describe(value)}")
+    return tuple(parse_networks(value))
+
+
+def _url_path(value: str) -> str:
+    if not value.startswith("/") or any(c in value for c in "?# ") or "//" in value:
+        raise ValueError(f"must start with '/' and hold no '?', '#', '//' or spaces, "
+                         f"received {value!r}")
+    return value
+
+
+UrlPath = Annotated[str, PlainValidator(lambda v: _url_path(_text(v)))]
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, received {describe(value)}")
+    return value
+
+
+class ServerSettings(Model):
+    """`[server]`: the process."""
+
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(8080, ge=1, le=65535)
+    path: UrlPath = "/provision"  # the default profile's path
+    workers: int = Field(1, ge=1, le=64)
     access_log: bool = True
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     # Whole-request deadline: past it the phone gets a 503 and keeps its configuration.
-    deadline: float = 10.0
+    deadline: float = Field(10.0, ge=0.1, le=300)
     # Peers whose forwarding header is believed, and which header that is.
-    trusted_proxies: tuple[Network, ...] = ()
-    forwarded_header: str = "x-forwarded-for"
+    trusted_proxies: Annotated[tuple[Network, ...], PlainValidator(_networks)] = ()
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
     metrics_path: str = "/metrics"  # "" turns it off
-    tls_certificate: str | None = None  # serve HTTPS directly (PEM chain), with tls_key
-    tls_key: str | None = None
+    tls_certificate: FilePath | None = None  # serve HTTPS directly (PEM chain), with tls_key
+    tls_key: FilePath | None = None
+    # The listener (bridge/listener.py): deadlines and bounds for facing the internet.
+    header_timeout: float = Field(ListenerSettings.header_timeout, ge=0.1, le=300)
+    idle_timeout: float = Field(ListenerSettings.idle_timeout, ge=0.1, le=3600)
+    max_target_length: int = Field(ListenerSettings.max_target_length, ge=256, le=1 << 20)
+    max_header_size: int = Field(ListenerSettings.max_header_size, ge=1024, le=1 << 20)
+    max_headers: int = Field(ListenerSettings.max_headers, ge=8, le=1000)
+    max_connections: int = Field(ListenerSettings.max_connections, ge=1)
+    max_connections_per_address: int = Field(ListenerSettings.max_connections_per_address, ge=0)
+    connection_cap_exempt: Annotated[tuple[Network, ...], PlainValidator(_networks)] = LOOPBACK
+
+    @property
+    def listener(self) -> ListenerSettings:
+        return ListenerSettings.of(self, self.trusted_proxies)
+
+    @model_validator(mode="after")
+    def _check(self) -> ServerSettings:
+        if (self.tls_certificate is None) != (self.tls_key is None):
+            missing = "tls_key" if self.tls_key is None else "tls_certificate"
+            other = "tls_certificate" if missing == "tls_key" else "tls_key"
+            raise problem(f"is required with {other}", missing)
+        if self.metrics_path and (not self.metrics_path.startswith("/")
+                                  or self.metrics_path == self.path):
+            raise problem("must start with '/' and differ from path (or be empty)",
+                          "metrics_path")
+        return self
 
 
-@dataclass(frozen=True)
-class PolicySettings:
-    """Checks on the identity, whatever authenticated it."""
+class PolicySettings(Model):
+    """`[policy]`: checks on the identity, whatever authenticated it."""
 
     # Any of these groups (as the authenticator names them: file users' `groups`, a
     # portal's groups_field, LDAP group DNs) is required; empty: no check here.
-    required_groups: frozenset[str] = frozenset()
+    required_groups: list[str] = []
 
+
+class BreakerSettings(Model):
+    """`[breaker]`: the gateway's circuit breaker in front of each backend (any kind)."""
+
+    failures: int = Field(5, ge=0)  # consecutive outages (5xx-class) that open it; 0 = off
+    cooldown: float = Field(5.0, ge=0.1, le=3600)  # seconds of 503s before one probe
+
+
+class MessagesSettings(Model):
+    """`[errors.messages]`: what the phone shows, per class of failure."""
+
+    bad_request: str = Field(DEFAULT_MESSAGES["bad_request"], min_length=1)
+    authentication_failed: str = Field(DEFAULT_MESSAGES["authentication_failed"], min_length=1)
+    not_permitted: str = Field(DEFAULT_MESSAGES["not_permitted"], min_length=1)
+    account_not_found: str = Field(DEFAULT_MESSAGES["account_not_found"], min_length=1)
+    not_found: str = Field(DEFAULT_MESSAGES["not_found"], min_length=1)
+    method_not_allowed: str = Field(DEFAULT_MESSAGES["method_not_allowed"], min_length=1)
+    rate_limited: str = Field(DEFAULT_MESSAGES["rate_limited"], min_length=1)
+    upstream_unavailable: str = Field(DEFAULT_MESSAGES["upstream_unavailable"], min_length=1)
+    upstream_timeout: str = Field(DEFAULT_MESSAGES["upstream_timeout"], min_length=1)
+    internal: str = Field(DEFAULT_MESSAGES["internal"], min_length=1)
+
+
+class ErrorsSettings(Model):
+    """`[errors]`"""
+
+    retry_after: int = Field(DEFAULT_RETRY_AFTER, ge=1, le=86400)
+    messages: MessagesSettings = MessagesSettings()
+
+
+Table = dict[str, Any]
+
+
+class TenantTable(Model):
+    """`[tenants.NAME]` (or `[profiles.P.tenants.NAME]`): one customer's own pipeline."""
+
+    domains: list[str] = []  # alice@DOMAIN
+    hosts: list[str] = []    # the Host the phone asked
+    paths: list[UrlPath] = []  # extra paths served by this profile, for this tenant
+    strip_domain: bool = True  # give the backends "alice", not "alice@domain"
+    auth: Table
+    source: Table
+    mapping: Table | None = None  # default: the profile's
+    policy: PolicySettings | None = None
+    breaker: BreakerSettings | None = None
+
+    @field_validator("domains", "hosts")
     @classmethod
-    def from_config(cls, cfg: Section) -> PolicySettings:
-        settings = cls(frozenset(cfg.list_str("required_groups", [])))
-        cfg.done()
-        return settings
+    def _lower(cls, values: list[str]) -> list[str]:
+        if any(not v or "@" in v or "/" in v or " " in v for v in values):
+            raise ValueError("expected host or domain names (no '@', '/' or spaces)")
+        return [v.lower().rstrip(".") for v in values]
+
+    @model_validator(mode="after")
+    def _routed(self) -> TenantTable:
+        if not (self.domains or self.hosts or self.paths):
+            raise problem("a tenant needs domains, hosts or paths to be chosen by", "domains")
+        return self
 
 
-@dataclass(frozen=True)
-class BreakerSettings:
-    """The gateway's own circuit breaker in front of each backend (any kind)."""
+class ProfileTable(Model):
+    """`[profiles.NAME]`: another client family or address, served by the same process."""
 
-    failures: int = 5       # consecutive outages (5xx-class errors) that open it; 0 = off
-    cooldown: float = 5.0   # seconds of immediate 503s before one probe is let through
+    path: UrlPath
+    host: str | None = Field(None, min_length=1)
+    request: Table = {}  # merged key by key over the top-level [request]
+    auth: Table | None = None
+    source: Table | None = None
+    mapping: Table | None = None
+    policy: PolicySettings | None = None
+    breaker: BreakerSettings | None = None
+    limits: Table | None = None
+    tenants: dict[str, TenantTable] = {}
 
-    @classmethod
-    def from_config(cls, cfg: Section) -> BreakerSettings:
-        d = cls()
-        settings = cls(cfg.int("failures", d.failures, min=0),
-                       cfg.float("cooldown", d.cooldown, min=0.1, max=3600))
-        cfg.done()
-        return settings
+
+class FileTable(Model):
+    """The configuration file's top level."""
+
+    server: ServerSettings = ServerSettings()
+    request: Table = {}
+    errors: ErrorsSettings = ErrorsSettings()
+    state: StateSettings = StateSettings()
+    limits: Table = {}
+    cache: CacheSettings = CacheSettings()
+    breaker: BreakerSettings = BreakerSettings()
+    policy: PolicySettings = PolicySettings()
+    auth: Table | None = None
+    source: Table | None = None
+    mapping: Table | None = None
+    tenants: dict[str, TenantTable] = {}
+    profiles: dict[str, ProfileTable] = {}
+
+
+# -- the values the application is built from ------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class PipelineSettings:
+    """One way through: authenticator, account source, mapping, policy, breakers."""
+
+    name: str  # "default", "default/acme", "desktop", ...
+    auth: BackendSpec
+    source: BackendSpec
+    mapping: ConfigMapping
+    required_groups: frozenset[str]
+    breaker: BreakerSettings
+    domains: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    strip_domain: bool = True
+
+
+@dataclass(frozen=True, eq=False)
+class Profile:
+    name: str
+    path: str
+    host: str | None
+    query: QuerySettings
+    dialect: Dialect
+    limits: LimitSettings
+    errors: ErrorPolicy
+    own: PipelineSettings | None  # users no tenant claims; None: they are refused (401)
+    tenants: tuple[PipelineSettings, ...] = ()
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return (self.path, *(p for t in self.tenants for p in t.paths))
+
+    @property
+    def pipelines(self) -> tuple[PipelineSettings, ...]:
+        return ((self.own,) if self.own else ()) + self.tenants
 
 
 @dataclass(frozen=True)
 class Settings:
-    authenticator: Authenticator
-    source: AccountSource
-    mapping: ConfigMapping
-    server: ServerSettings = field(default_factory=ServerSettings)
-    query: QuerySettings = field(default_factory=QuerySettings)
-    errors: ErrorPolicy = field(default_factory=ErrorPolicy)
-    state: StateSettings = field(default_factory=StateSettings)
-    limits: LimitSettings = field(default_factory=LimitSettings)
-    cache: CacheSettings = field(default_factory=CacheSettings)
-    breakers: BreakerSettings = field(default_factory=BreakerSettings)
-    policy: PolicySettings = field(default_factory=PolicySettings)
+    server: ServerSettings
+    profiles: tuple[Profile, ...]
+    errors: ErrorPolicy
+    state: StateSettings
+    cache: CacheSettings
     origin: Path | None = None  # the file it came from; None for the embedded demo
     demo: bool = False
+
+    @property
+    def default(self) -> Profile:
+        return self.profiles[0]
+
+    @property
+    def query(self) -> QuerySettings:
+        return self.default.query
 
 
 def load(path: Path) -> Settings:
@@ -104,78 +298,187 @@ def load_demo() -> Settings:
     demo = resources.files("bridge") / "demo"
     with resources.as_file(demo) as folder:
         settings = load(Path(folder) / "config.toml")
-    return Settings(**{**settings.__dict__, "demo": True})
+    return replace(settings, demo=True)
 
 
-def from_dict(data: dict, base_dir: Path, origin: Path | None = None) -> Settings:
-    root = Section(data, "", [], base_dir)
-    server = _server(root.table("server"))
-    query = QuerySettings.from_config(root.table("request"))
-    errors = _errors(root.table("errors"))
-    state = StateSettings.from_config(root.table("state"))
-    limits = LimitSettings.from_config(root.table("limits"))
-    cache = CacheSettings.from_config(root.table("cache"))
-    breakers = BreakerSettings.from_config(root.table("breaker"))
-    policy = PolicySettings.from_config(root.table("policy"))
-    authenticator = build_authenticator(root.table("auth", required=True))
-    source = build_source(root.table("source", required=True))
-    mapping = ConfigMapping.from_config(root.table("mapping", required=True))
-    root.done()
-    if root.problems:
-        raise ConfigError(root.problems)
-    assert authenticator is not None and source is not None
-    return Settings(authenticator, source, mapping, server, query, errors, state, limits, cache,
-                    breakers, policy, origin)
+def from_dict(data: dict[str, Any], base_dir: Path, origin: Path | None = None) -> Settings:
+    return _Loader(base_dir).settings(data, origin)
 
 
-def _server(cfg: Section) -> ServerSettings:
-    d = ServerSettings()
-    path = cfg.str("path", d.path)
-    if not path.startswith("/"):
-        cfg.problem("path", f"must start with '/', received {path!r}")
-    metrics_path = cfg.str("metrics_path", d.metrics_path)
-    if metrics_path and (not metrics_path.startswith("/") or metrics_path == path):
-        cfg.problem("metrics_path", "must start with '/' and differ from path (or be empty)")
-    try:
-        proxies = tuple(parse_networks(cfg.list_str("trusted_proxies", [])))
-    except ValueError as exc:
-        cfg.problem("trusted_proxies", str(exc))
-        proxies = ()
-    settings = ServerSettings(
-        host=cfg.str("host", d.host, nonempty=True),
-        port=cfg.int("port", d.port, min=1, max=65535),
-        path=path,
-        workers=cfg.int("workers", d.workers, min=1, max=64),
-        access_log=cfg.bool("access_log", d.access_log),
-        log_level=cfg.str("log_level", d.log_level,
-                          choices=("critical", "error", "warning", "info", "debug")),
-        deadline=cfg.float("deadline", d.deadline, min=0.1, max=300),
-        trusted_proxies=proxies,
-        tls_certificate=_tls_file(cfg, "tls_certificate"),
-        tls_key=_tls_file(cfg, "tls_key"),
-        forwarded_header=cfg.str("forwarded_header", d.forwarded_header,
-                                 choices=("x-forwarded-for", "forwarded")),
-        metrics_path=metrics_path,
-    )
-    cfg.done()
-    return settings
+class _Loader:
+    """Validates the file's tables, collecting every problem before giving up."""
+
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = base_dir
+        self.problems: list[str] = []
+        self._specs: dict[tuple[str, int], BackendSpec | None] = {}
+        self._mappings: dict[tuple[int, str], ConfigMapping | None] = {}
+
+    def attempt(self, fn: Callable[[], T]) -> T | None:
+        try:
+            return fn()
+        except ConfigError as exc:
+            self.problems.extend(exc.problems)
+            return None
+
+    def settings(self, data: dict[str, Any], origin: Path | None) -> Settings:
+        top = self.top(data)
+        errors = ErrorPolicy(top.errors.messages.model_dump(), top.errors.retry_after)
+        default = self.profile("default", "", top, None, errors)
+        profiles = [default] + [self.profile(name, f"profiles.{name}", top, table, errors)
+                                for name, table in top.profiles.items()]
+        self._check_routes([p for p in profiles if p is not None])
+        if self.problems:
+            raise ConfigError(self.problems)
+        assert all(p is not None for p in profiles)
+        return Settings(top.server, tuple(p for p in profiles if p is not None), errors,
+                        top.state, top.cache, origin)
+
+    def top(self, data: dict[str, Any]) -> FileTable:
+        """The top level; tables with problems are reported, then left out so that the
+        rest (backends, mappings) is still checked and every problem shows at once."""
+        for _ in range(3):
+            token = _CONTEXT_DIR.set(str(self.base_dir))
+            try:
+                return FileTable.model_validate(data, context={"base_dir": self.base_dir})
+            except ValidationError as exc:
+                self.problems.extend(describe_errors(exc, FileTable))
+                bad = {e["loc"][0] for e in exc.errors() if e["loc"]}
+                data = {k: v for k, v in data.items() if k not in bad}
+            finally:
+                _CONTEXT_DIR.reset(token)
+        raise ConfigError(self.problems)
+
+    def profile(self, name: str, where: str, top: FileTable, table: ProfileTable | None,
+                errors: ErrorPolicy) -> Profile | None:
+        def at(key: str) -> str:
+            return f"{where}.{key}" if where else key
+
+        request = {**top.request, **(table.request if table else {})}
+        query = self.attempt(lambda: _validate_model(QuerySettings, request, at("request"),
+                                                     self.base_dir))
+        limits_table = table.limits if table and table.limits is not None else top.limits
+        limits = self._limits(limits_table, at("limits") if table and table.limits else "limits")
+        if query is None or limits is None:
+            return None
+        dialect = dialect_named(query.dialect)
+        if query.credentials != "query":
+            errors = replace(errors, challenge=f'Basic realm="{query.realm}", charset="UTF-8"')
+
+        def pick(key: str) -> tuple[Table | None, str]:
+            own = getattr(table, key) if table else None
+            return (own, at(key)) if own is not None else (getattr(top, key), key)
+
+        (auth, auth_at), (source, source_at) = pick("auth"), pick("source")
+        mapping, mapping_at = pick("mapping")
+        policy = (table.policy if table and table.policy else None) or top.policy
+        breaker = (table.breaker if table and table.breaker else None) or top.breaker
+        tenants_table = table.tenants if table else top.tenants
+        tenants = [self.pipeline(f"{name}/{t_name}", f"{at('tenants')}.{t_name}", query,
+                                 dialect, t.auth, t.source, t.mapping or mapping,
+                                 t.policy or policy, t.breaker or breaker, tenant=t,
+                                 mapping_at=(f"{at('tenants')}.{t_name}.mapping" if t.mapping
+                                             else mapping_at))
+                   for t_name, t in tenants_table.items()]
+        own = None
+        if auth is not None or source is not None or not tenants:
+            own = self.pipeline(name, where, query, dialect, auth, source, mapping, policy,
+                                breaker, auth_at=auth_at, source_at=source_at,
+                                mapping_at=mapping_at)
+        if own is None and tenants and (mapping is None and any(t.mapping is None
+                                                                 for t in tenants_table.values())):
+            self.problems.append(f"Config value '{mapping_at}': is required")
+        if any(t is None for t in tenants):
+            return None
+        path = table.path if table else top.server.path
+        return Profile(name, path, table.host if table else None, query, dialect, limits,
+                       errors, own, tuple(t for t in tenants if t is not None))
+
+    def pipeline(self, name: str, where: str, query: QuerySettings, dialect: Dialect,
+                 auth: Table | None, source: Table | None, mapping: Table | None,
+                 policy: PolicySettings, breaker: BreakerSettings, *,
+                 tenant: TenantTable | None = None, auth_at: str = "", source_at: str = "",
+                 mapping_at: str = "") -> PipelineSettings | None:
+        auth_at = auth_at or f"{where}.auth"
+        source_at = source_at or f"{where}.source"
+        missing = [(t, k) for t, k in ((auth, auth_at), (source, source_at), (mapping,
+                                                                              mapping_at))
+                   if t is None]
+        for _, key in missing:
+            self.problems.append(f"Config value '{key}': is required")
+        if missing:
+            return None
+        assert auth is not None and source is not None and mapping is not None
+        auth_spec = self.backend(AUTHENTICATORS, auth, auth_at)
+        source_spec = self.backend(SOURCES, source, source_at)
+        compiled = self.mapping(mapping, mapping_at, dialect)
+        if auth_spec is not None and query.password_format != "plaintext":  # noqa: S105
+            formats = getattr(load_class(AUTHENTICATORS, auth_spec.type), "password_formats",
+                              frozenset({"plaintext"}))
+            if query.password_format not in formats:
+                self.problems.append(
+                    f"Config value '{auth_at}.type': a {auth_spec.type!r} authenticator cannot "
+                    f"check passwords sent as {query.password_format} (the request's "
+                    f"password_format): it needs the password itself. Use password_format = "
+                    f"\"plaintext\" in the app's provisioning settings, or a users file with "
+                    f"password_md5 entries")
+        if auth_spec is None or source_spec is None or compiled is None:
+            return None
+        return PipelineSettings(
+            name, auth_spec, source_spec, compiled, frozenset(policy.required_groups), breaker,
+            domains=tuple(tenant.domains) if tenant else (),
+            hosts=tuple(tenant.hosts) if tenant else (),
+            paths=tuple(tenant.paths) if tenant else (),
+            strip_domain=tenant.strip_domain if tenant else True)
+
+    def backend(self, registry: dict[str, str], table: Table, where: str) -> BackendSpec | None:
+        """One spec per table: profiles that inherit a table share its backend (and pools)."""
+        key = (where, id(table))
+        if key not in self._specs:
+            self._specs[key] = self.attempt(
+                lambda: spec_from_table(registry, table, where, self.base_dir))
+        return self._specs[key]
+
+    def mapping(self, table: Table, where: str, dialect: Dialect) -> ConfigMapping | None:
+        key = (id(table), dialect.name)
+        if key not in self._mappings:
+            section = Section(table, where, [], self.base_dir)
+            compiled = ConfigMapping.from_config(section, dialect)
+            problems = [f"{p} (dialect {dialect.name})" if dialect.name != "android" else p
+                        for p in section.problems]
+            self.problems.extend(problems)
+            self._mappings[key] = None if problems else compiled
+        return self._mappings[key]
+
+    def _limits(self, table: Table, where: str) -> LimitSettings | None:
+        section = Section(table, where, [], self.base_dir)
+        limits = LimitSettings.from_config(section)
+        self.problems.extend(section.problems)
+        return None if section.problems else limits
+
+    def _check_routes(self, profiles: list[Profile]) -> None:
+        seen: dict[tuple[str, str | None], str] = {}
+        for profile in profiles:
+            for path in profile.paths:
+                key = (path, profile.host)
+                if key in seen and seen[key] != profile.name:
+                    where = "server.path" if profile.name == "default" else \
+                        f"profiles.{profile.name}.path"
+                    self.problems.append(f"Config value '{where}': {path!r}"
+                                         f"{' on ' + profile.host if profile.host else ''} is "
+                                         f"already served by profile {seen[key]!r}")
+                seen.setdefault(key, profile.name)
+            domains: dict[str, str] = {}
+            for tenant in profile.tenants:
+                for domain in tenant.domains:
+                    if domain in domains:
+                        self.problems.append(
+                            f"Config value 'tenants.{tenant.name.split('/')[-1]}.domains': "
+                            f"{domain!r} is already tenant {domains[domain]!r}'s")
+                    domains[domain] = tenant.name
 
 
-def _tls_file(cfg: Section, key: str) -> str | None:
-    other = "tls_key" if key == "tls_certificate" else "tls_certificate"
-    if key not in cfg:
-        if other in cfg:
-            cfg.problem(key, f"is required with {other}")
-        return None
-    return str(cfg.path_value(key))
+def _validate_model(model: type[T], data: Any, where: str, base_dir: Path) -> T:
+    from bridge.config import validate
 
-
-def _errors(cfg: Section) -> ErrorPolicy:
-    retry_after = cfg.int("retry_after", DEFAULT_RETRY_AFTER, min=1, max=86400)
-    messages_cfg = cfg.table("messages")
-    messages = dict(DEFAULT_MESSAGES)
-    for key in DEFAULT_MESSAGES:
-        messages[key] = messages_cfg.str(key, DEFAULT_MESSAGES[key], nonempty=True)
-    messages_cfg.done()
-    cfg.done()
-    return ErrorPolicy(messages, retry_after)
+    return validate(model, data, where, base_dir)  # type: ignore[type-var, no-any-return]

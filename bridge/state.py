@@ -15,10 +15,11 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Literal
 
-from bridge.config import Section
+from pydantic import Field, model_validator
+
+from bridge.config import Model, Secret, problem
 from bridge.errors import UpstreamUnavailable
 from bridge.metrics import METRICS
 
@@ -228,33 +229,34 @@ def _is_store_failure(exc: Exception) -> bool:
     return isinstance(exc, RedisError)
 
 
-@dataclass(frozen=True)
-class StateSettings:
-    backend: str = "memory"  # or "redis"
-    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold a password
-    redis_prefix: str = "zoiper-bridge:"
-    on_failure: str = "local"  # or "closed"
-    max_entries: int = 100_000
-    secret: bytes = field(default=b"", repr=False)  # key for credential hashes; random if empty
+class StateSettings(Model):
+    """`[state]`: where counters, lockout marks and cached answers live."""
 
-    @classmethod
-    def from_config(cls, cfg: Section) -> StateSettings:
-        d = cls()
-        backend = cfg.str("backend", d.backend, choices=("memory", "redis"))
-        secret = cfg.secret("secret", required=False)
-        if backend == "redis" and not secret:
-            cfg.problem("secret", "is required with backend = \"redis\" (every instance must "
-                                  "hash credentials with the same key)")
-        settings = cls(
-            backend=backend,
-            redis_url=_redis_url(cfg, d.redis_url),
-            redis_prefix=cfg.str("redis_prefix", d.redis_prefix),
-            on_failure=cfg.str("on_failure", d.on_failure, choices=("local", "closed")),
-            max_entries=cfg.int("max_entries", d.max_entries, min=100),
-            secret=(secret or "").encode(),
-        )
-        cfg.done()
-        return settings
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: Secret = "redis://127.0.0.1:6379/0"  # may hold a password
+    redis_prefix: str = "zoiper-bridge:"
+    on_failure: Literal["local", "closed"] = "local"
+    max_entries: int = Field(100_000, ge=100)
+    secret: Secret = ""  # key for credential hashes; random if empty
+    allow_cleartext: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> StateSettings:
+        from urllib.parse import urlsplit
+
+        from bridge.net import is_loopback
+
+        if self.backend == "redis" and not self.secret:
+            raise problem("is required with backend = \"redis\" (every instance must hash "
+                          "credentials with the same key)", "secret")
+        parts = urlsplit(self.redis_url)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise problem("expected a redis://, rediss:// or unix:// URL", "redis_url")
+        if (parts.scheme == "redis" and not is_loopback(parts.hostname or "")
+                and not self.allow_cleartext):
+            raise problem(f"redis:// to {parts.hostname} is clear text; use rediss://, or set "
+                          "allow_cleartext = true", "redis_url")
+        return self
 
     def build(self) -> Store:
         local = MemoryStore(self.max_entries)
@@ -265,26 +267,4 @@ class StateSettings:
 
     def hash_key(self) -> bytes:
         """The configured key, or a random one (then each worker/restart has its own)."""
-        return self.secret or os.urandom(32)
-
-
-def _redis_url(cfg: Section, default: str) -> str:
-    """redis:// or rediss://; given inline, or as redis_url_env / redis_url_file (it may
-    carry a password). Clear text to another host is refused: cached documents hold SIP
-    passwords."""
-    from urllib.parse import urlsplit
-
-    from bridge.net import is_loopback
-
-    url = cfg.secret("redis_url", required=False) or default
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        cfg.problem("redis_url", "expected a redis://, rediss:// or unix:// URL")
-    elif parts.scheme == "redis" and not is_loopback(parts.hostname or "") and not cfg.bool(
-        "allow_cleartext", False
-    ):
-        cfg.problem("redis_url", f"redis:// to {parts.hostname} is clear text; use rediss://, "
-                                 "or set allow_cleartext = true")
-    else:
-        cfg.mark("allow_cleartext")
-    return url
+        return self.secret.encode() or os.urandom(32)

@@ -1,0 +1,107 @@
+"""The live gateway built from Settings: backends, breakers, stores, one flow per profile.
+
+Settings are plain data; this is where they become objects with pools and
+sockets, so that a reload (or a test) can build a second Runtime from another
+configuration. A backend table that several profiles share is built once, so
+they share its pools and its breaker; each tenant's own tables give it its
+own backends, pools, timeouts and breakers, so a dead directory of one tenant
+never slows another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from bridge.breaker import CircuitBreaker
+from bridge.cache import Coalescer, ResponseCache
+from bridge.errors import AuthenticationFailed
+from bridge.guard import Guard
+from bridge.plugins import Backend, BackendSpec
+from bridge.provision import Pipeline, Provisioner
+from bridge.settings import PipelineSettings, Profile, Settings
+from bridge.state import Store
+
+
+@dataclass(frozen=True)
+class Route:
+    """What one request is served by, and the username its backends see."""
+
+    profile: Profile
+    provisioner: Provisioner
+    pipeline: Pipeline
+    username: str
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._backends: dict[int, tuple[Backend, CircuitBreaker]] = {}
+        store = settings.state.build()
+        # In memory, documents get their own bounded store so that cached answers and
+        # attempt counters never evict each other.
+        cache_store = store if settings.state.backend == "redis" else settings.state.build()
+        self.stores: tuple[Store, ...] = (store,) if cache_store is store else (store,
+                                                                                cache_store)
+        cache = ResponseCache(cache_store, settings.cache)
+        key = settings.state.hash_key()
+        flights = Coalescer()
+        self.provisioners: dict[str, Provisioner] = {}
+        self.pipelines: dict[str, Pipeline] = {}
+        for profile in settings.profiles:
+            for spec in profile.pipelines:
+                self.pipelines[spec.name] = self._pipeline(spec, profile)
+            own = self.pipelines[profile.own.name] if profile.own else None
+            self.provisioners[profile.name] = Provisioner(
+                None, None, None, settings.server.deadline, Guard(store, profile.limits, key),
+                cache, pipeline=own, flights=flights)
+
+    def _pipeline(self, spec: PipelineSettings, profile: Profile) -> Pipeline:
+        auth, auth_breaker = self._backend(spec.auth, spec, "authenticator")
+        source, source_breaker = self._backend(spec.source, spec, "account source")
+        return Pipeline(spec.name, auth, source, spec.mapping,  # type: ignore[arg-type]
+                        profile.dialect, spec.required_groups, auth_breaker, source_breaker)
+
+    def _backend(self, spec: BackendSpec, pipeline: PipelineSettings,
+                 role: str) -> tuple[Backend, CircuitBreaker]:
+        if id(spec) not in self._backends:
+            b = pipeline.breaker
+            name = f"{role} {spec.kind}" if spec.kind not in ("auth", "source") else role
+            self._backends[id(spec)] = (spec.build(),
+                                        CircuitBreaker(name, b.failures, b.cooldown))
+        return self._backends[id(spec)]
+
+    @property
+    def backends(self) -> list[Backend]:
+        return [backend for backend, _ in self._backends.values()]
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Runtime]:
+        """Open every backend's pools and clients, and close them (and the stores) after."""
+        async with contextlib.AsyncExitStack() as stack:
+            for store in self.stores:
+                stack.push_async_callback(store.close)
+            for backend in self.backends:
+                await backend.start()
+                stack.push_async_callback(backend.close)
+            yield self
+
+    def route(self, profile: Profile, path: str, host: str | None, username: str) -> Route:
+        """The tenant of this request: by path, then Host, then the username's @domain.
+
+        A user no tenant claims, in a profile without backends of its own, gets the
+        answer of a wrong password: whether a tenant exists is nobody's business.
+        """
+        provisioner = self.provisioners[profile.name]
+        name, at, domain = username.rpartition("@")
+        host = (host or "").lower().rstrip(".")
+        for tenant in profile.tenants:
+            if (path in tenant.paths or (host and host in tenant.hosts)
+                    or (at and domain.lower() in tenant.domains)):
+                user = name if (at and tenant.strip_domain
+                                and domain.lower() in tenant.domains) else username
+                return Route(profile, provisioner, self.pipelines[tenant.name], user)
+        if profile.own is None:
+            raise AuthenticationFailed("no tenant for this user, host or path")
+        return Route(profile, provisioner, self.pipelines[profile.own.name], username)
