@@ -20,24 +20,22 @@ Model (see `AsyncLdapClient`):
   request arrived (EOF/reset/notice of disconnection: the server restarted or
   an idle timeout closed it). Binds are retried too: an unanswered bind left no
   state worth keeping, and the old connection is gone. A dead connection
-  noticed while idle is simply replaced. Timeouts are never retried.
+  noticed while idle is simply replaced. A timeout on a pooled connection is
+  never retried; on a new connection that has had no answer yet it is a setup
+  failure (below).
 - reset_after_bind: a connection a user bound successfully is rebound
   anonymously before it may go idle, in the background (the caller already has
   its answer). Under load it goes straight to the next waiting bind instead,
   which replaces the identity at once, so the extra round trip is only paid
   when the pool is not saturated.
-- Failover: `settings.uris` in order; a server whose connection setup (TCP,
-  TLS, StartTLS, service bind) failed is skipped for `down_for` seconds, and
-  with every server skipped requests fail at once with LdapUnavailable instead
-  of each waiting for a timeout.
-- A service account the server answers with an error (49 wrong password or
-  locked, 53 disabled, ...) is not retried per request: searches on that
-  server fail at once with LdapUnavailable for `down_for` seconds, and until a
-  server has accepted the account once, one connection at a time tries it
-  (concurrent openers wait for its answer), so a wrong password costs one
-  failed bind per `down_for`, not one per request, and cannot lock the account
-  under an AD lockout policy. Logged once, at error level, with the server and
-  the bind DN. User binds (their own pool) are not affected.
+- Failover and the service-account hold-back are `failover.Failover` (shared
+  with the ldap3 client; the rules are in its docstring). Here: a new
+  connection is one `Walk`; setup is TCP, TLS or StartTLS, and the service bind
+  on the search pool; a connection is proven (`_Connection.proven`) by its
+  first answer, and on an unproven one `_request` turns a timeout or a dropped
+  connection into a setup failure and sends the request again on the next
+  server of the same walk. User binds (their own pool) are not affected by a
+  refused service account.
 - TLS: ldaps:// (or TlsMode.LDAPS) from the first byte; StartTLS upgrades the
   same connection with loop.start_tls; a connection is only used once TLS is
   up, so nothing is ever sent in clear text when TLS was asked for.
@@ -57,8 +55,6 @@ from urllib.parse import urlsplit
 
 from bridge.ldap import protocol as proto
 from bridge.ldap.client import (
-    DOWN_FOR,
-    INVALID_CREDENTIALS,
     SIZE_LIMIT_EXCEEDED,
     UNAVAILABLE_CODES,
     Entry,
@@ -73,11 +69,12 @@ from bridge.ldap.client import (
     ServerSettings,
     TlsMode,
 )
+from bridge.ldap.failover import Failover, ServiceTurn, SetupFailed, Skipped, Walk
 from bridge.net import client_tls_context
 
 logger = logging.getLogger("bridge.ldap")
 
-__all__ = ["DOWN_FOR", "AsyncLdapClient"]
+__all__ = ["AsyncLdapClient"]
 
 _Encoder = Callable[[int], bytes]  # message id -> one encoded request
 
@@ -114,19 +111,6 @@ class _Dropped(LdapUnavailable):
         self.answered = answered
 
 
-class _SetupFailed(Exception):
-    """Connecting to one server failed: mark it down and try the next."""
-
-    def __init__(self, reason: str, timeout: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.timeout = timeout
-
-
-class _Skipped(_SetupFailed):
-    """The server was marked down while we waited to try it: try the next, mark nothing."""
-
-
 class _Connection(asyncio.Protocol):
     """One LDAP connection: a decoder and at most one outstanding request."""
 
@@ -138,6 +122,7 @@ class _Connection(asyncio.Protocol):
         self.decoder = proto.Decoder()
         self.closed = False
         self.bound_as_user = False  # needs an anonymous rebind before it may go idle
+        self.proven = False  # the server has answered on it (see failover.py)
         self.entries: list[proto.LdapMessage] = []
         self._next_id = 1
         self._waiter: asyncio.Future[proto.LdapMessage] | None = None
@@ -235,7 +220,7 @@ class _Connection(asyncio.Protocol):
                 self._drop(LdapUnavailable(
                     f"{self.server.uri}: unexpected message id {m.message_id}"))
             return
-        self._answered = True
+        self._answered = self.proven = True
         op = m.op
         if op != self._expect:
             if op == proto.SEARCH_RESULT_ENTRY and self._expect == proto.SEARCH_RESULT_DONE:
@@ -314,20 +299,15 @@ class AsyncLdapClient(LdapClient):
     password or request.
     """
 
-    def __init__(self, settings: ServerSettings, *, down_for: float = DOWN_FOR) -> None:
+    def __init__(self, settings: ServerSettings) -> None:
         super().__init__(settings)
         if not settings.uris:
             raise ValueError("no LDAP server URIs configured")
         if settings.pool_size < 1:
             raise ValueError("pool_size must be at least 1")
-        self._servers = [_parse_uri(u, settings.tls) for u in settings.uris]
-        self.down_for = down_for
-        self._down: dict[str, tuple[float, str, bool]] = {}  # uri -> (until, reason, timeout)
-        # the service account: refused by a server (uri -> (until, reason)), accepted by it
-        # since its last refusal, and the gate that lets one opener at a time find out
-        self._refused: dict[str, tuple[float, str]] = {}
-        self._service_ok: set[str] = set()
-        self._service_gates: dict[str, asyncio.Lock] = {}
+        self.failover = Failover([_parse_uri(u, settings.tls) for u in settings.uris],
+                                 down_for=settings.down_for, service_dn=settings.service_dn)
+        self._budget = settings.connect_timeout + settings.timeout  # per walk, see failover.py
         self._bind_pool = _Pool("bind", settings.pool_size)
         self._search_pool = _Pool("search", settings.pool_size)
         self._conns: set[_Connection] = set()
@@ -348,7 +328,6 @@ class AsyncLdapClient(LdapClient):
                 fut = pool.waiters.popleft()
                 if not fut.done():
                     fut.set_exception(LdapUnavailable("LDAP client is closed"))
-        self._service_gates.clear()  # locks belong to this event loop
         conns = list(self._conns)
         self._conns.clear()
         for conn in conns:
@@ -542,21 +521,36 @@ class AsyncLdapClient(LdapClient):
 
     async def _request(self, pool: _Pool, conn: _Connection | None, encode: _Encoder,
                        expect: int, opname: str) -> tuple[proto.LdapMessage, _Connection]:
-        """Send on `conn` (or a new connection) and wait; one retry for a stale pooled one."""
-        for attempt in (0, 1):
-            reused = conn is not None
+        """Send on `conn` (or a new connection) and wait.
+
+        Retried: once on a new connection when the pooled `conn` turns out dead
+        before any answer; and on the next server of the walk when a new
+        connection fails its first operation before the server ever answered on
+        it (a setup failure, see failover.py). Nothing else.
+        """
+        walk: Walk[_Server] | None = None  # None: `conn` came from the pool
+        while True:
             if conn is None:
-                conn = await self._open(pool)
+                if walk is None:
+                    walk = self.failover.walk(self._budget)
+                conn = await self._open(pool, walk)
+            first = walk is not None and not conn.proven
             try:
                 mid = conn.take_id()
-                return await conn.send(mid, encode(mid), expect, opname), conn
-            except _Dropped as exc:
-                self._conns.discard(conn)
-                conn = None
-                if not (reused and not exc.answered and attempt == 0):
-                    raise
-                logger.debug("LDAP %s: pooled connection was dead (%s); retrying once", pool.name,
-                             exc)
+                timeout = walk.bound(self.settings.timeout) if first and walk is not None else None
+                message = await conn.send(mid, encode(mid), expect, opname, timeout)
+            except LdapError as exc:
+                self._conns.discard(conn)  # closed already: _drop or send refused it
+                dead, conn = conn, None
+                if first and walk is not None:
+                    walk.failed(dead.server, _first_failure(dead, exc))
+                    continue
+                if walk is None and isinstance(exc, _Dropped) and not exc.answered:
+                    logger.debug("LDAP %s: pooled connection was dead (%s); retrying once",
+                                 pool.name, exc)
+                    walk = self.failover.walk(self._budget)
+                    continue
+                raise
             except BaseException:
                 if not conn.closed:
                     # cancelled (or failed to encode) with the request possibly sent: its
@@ -564,72 +558,51 @@ class AsyncLdapClient(LdapClient):
                     conn.abort()
                 self._conns.discard(conn)
                 raise
-        raise AssertionError("unreachable")
+            if first and walk is not None:
+                walk.connected(conn.server)
+            return message, conn
 
-    async def _call(self, conn: _Connection, encode: _Encoder, expect: int,
-                    opname: str) -> proto.LdapMessage:
+    async def _call(self, conn: _Connection, encode: _Encoder, expect: int, opname: str,
+                    timeout: float | None = None) -> proto.LdapMessage:
         """One request on a connection being set up (no pool, no retry)."""
         mid = conn.take_id()
-        return await conn.send(mid, encode(mid), expect, opname)
+        return await conn.send(mid, encode(mid), expect, opname, timeout)
 
     # ---- connecting -------------------------------------------------------------------------
-    async def _open(self, pool: _Pool) -> _Connection:
-        """A new connection (service-bound for the search pool), trying servers in order."""
+    async def _open(self, pool: _Pool, walk: Walk[_Server]) -> _Connection:
+        """A new connection (service-bound for the search pool) to the walk's next server."""
         if self._closed:
             raise LdapUnavailable("LDAP client is closed")
         loop = asyncio.get_running_loop()
-        failures: list[str] = []
-        all_timeouts = True
-        tried = 0
         service = pool is self._search_pool and bool(self.settings.service_dn)
-        for server in self._servers:
-            down = self._down.get(server.uri)
-            now = loop.time()
-            if down is not None and down[0] > now:
-                failures.append(f"{server.uri} ({down[1]}; skipped for {down[0] - now:.1f}s)")
-                all_timeouts = all_timeouts and down[2]
-                continue
-            if service:
-                self._check_refused(loop, server)
-            tried += 1
+        while (server := walk.next()) is not None:
             try:
                 if service:
-                    conn = await self._open_service(loop, server)
+                    conn = await self._open_service(loop, server, walk)
                 else:
-                    conn = await self._connect(loop, server)
-            except _SetupFailed as exc:
-                if not isinstance(exc, _Skipped):
-                    self._mark_down(loop, server, exc)
-                failures.append(f"{server.uri} ({exc.reason})")
-                all_timeouts = all_timeouts and exc.timeout
+                    conn = await self._connect(loop, server, walk)
+            except SetupFailed as exc:
+                walk.failed(server, exc)
                 continue
             if self._closed:
                 conn.abort()
                 raise LdapUnavailable("LDAP client is closed")
-            if down is not None:
-                self._down.pop(server.uri, None)
-                logger.info("LDAP server %s is reachable again", server.uri)
+            if conn.proven:  # else when its first operation is answered (_request)
+                walk.connected(server)
             self._conns.add(conn)
             return conn
-        error = LdapTimeout if (tried and all_timeouts) else LdapUnavailable
-        raise error("no LDAP server available: " + "; ".join(failures))
-
-    def _mark_down(self, loop: asyncio.AbstractEventLoop, server: _Server,
-                   exc: _SetupFailed) -> None:
-        if server.uri not in self._down:
-            logger.warning("LDAP server %s failed (%s); skipping it for %gs", server.uri,
-                           exc.reason, self.down_for)
-        self._down[server.uri] = (loop.time() + self.down_for, exc.reason, exc.timeout)
+        raise walk.error()
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
             self._ssl = client_tls_context(self.settings.ca_file, verify=self.settings.verify)
         return self._ssl
 
-    async def _connect(self, loop: asyncio.AbstractEventLoop, server: _Server) -> _Connection:
+    async def _connect(self, loop: asyncio.AbstractEventLoop, server: _Server,
+                       walk: Walk[_Server]) -> _Connection:
         """TCP, then TLS (LDAPS) or StartTLS as configured; bounded by connect_timeout."""
         settings = self.settings
-        limit = settings.connect_timeout
+        limit = walk.bound(settings.connect_timeout)
         conn = _Connection(server, loop, settings.timeout)
         starttls = not server.ldaps and settings.tls is TlsMode.STARTTLS
         tls_name = settings.tls_name or server.host
@@ -647,26 +620,26 @@ class AsyncLdapClient(LdapClient):
                     await self._starttls(loop, conn, ctx, tls_name, limit)
         except TimeoutError:
             conn.abort()
-            raise _SetupFailed(f"no connection within {limit:g}s", timeout=True) from None
+            raise SetupFailed(f"no connection within {limit:g}s", timeout=True) from None
         except ssl.SSLCertVerificationError as exc:
             conn.abort()
-            raise _SetupFailed(f"TLS: certificate verify failed: {exc.verify_message}") from None
+            raise SetupFailed(f"TLS: certificate verify failed: {exc.verify_message}") from None
         except ssl.SSLError as exc:
             conn.abort()
-            raise _SetupFailed(f"TLS handshake failed: {exc.reason or exc}") from None
+            raise SetupFailed(f"TLS handshake failed: {exc.reason or exc}") from None
         except OSError as exc:
             conn.abort()
             why = exc.strerror or str(exc) or type(exc).__name__
             in_tls = (server.ldaps or starttls) and isinstance(
                 exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError))
-            raise _SetupFailed(f"{'TLS handshake' if in_tls else 'connect'} failed: {why}") \
+            raise SetupFailed(f"{'TLS handshake' if in_tls else 'connect'} failed: {why}") \
                 from None
         except LdapTimeout as exc:
             conn.abort()
-            raise _SetupFailed(str(exc), timeout=True) from None
+            raise SetupFailed(str(exc), timeout=True) from None
         except LdapError as exc:
             conn.abort()
-            raise _SetupFailed(str(exc)) from None
+            raise SetupFailed(str(exc)) from None
         except BaseException:
             conn.abort()
             raise
@@ -681,100 +654,67 @@ class AsyncLdapClient(LdapClient):
         result = reply.result
         assert result is not None
         if result.code != 0:
-            raise _SetupFailed(f"StartTLS refused (result {result.code}: {result.message})")
+            raise SetupFailed(f"StartTLS refused (result {result.code}: {result.message})")
         if conn.decoder.buffered or conn.transport is None:
-            raise _SetupFailed("unexpected data after the StartTLS response")
+            raise SetupFailed("unexpected data after the StartTLS response")
         transport = await loop.start_tls(conn.transport, conn, ctx, server_hostname=tls_name,
                                          ssl_handshake_timeout=limit)
         if transport is None:
-            raise _SetupFailed("TLS could not be started")
+            raise SetupFailed("TLS could not be started")
         conn.transport = transport  # type: ignore[assignment]
 
     # ---- the service account ------------------------------------------------------------------
-    def _check_refused(self, loop: asyncio.AbstractEventLoop, server: _Server) -> None:
-        """LdapUnavailable at once while `server` is held back after refusing the account."""
-        refused = self._refused.get(server.uri)
-        if refused is not None and refused[0] > loop.time():
-            raise LdapUnavailable(
-                f"{refused[1]}; no service bind to {server.uri} for another "
-                f"{refused[0] - loop.time():.1f}s")
+    async def _open_service(self, loop: asyncio.AbstractEventLoop, server: _Server,
+                            walk: Walk[_Server]) -> _Connection:
+        """A connection bound as the service account, when `server` lets us try (failover.py)."""
+        if not self.settings.service_password:
+            raise LdapUnavailable(f"service account for {server.uri} has no password configured")
+        turn = self.failover.service_turn(server)
+        while turn.wait is not None:  # another connection is trying the account: its answer
+            done, _ = await asyncio.wait((asyncio.wrap_future(turn.wait),),
+                                         timeout=walk.bound(self._budget))
+            if not done:
+                raise Skipped("no answer to another connection's service bind in time",
+                              timeout=True)
+            turn = self.failover.service_turn(server)
+        with turn:
+            conn = await self._connect(loop, server, walk)
+            try:
+                await self._service_bind(conn, turn, walk)
+            except BaseException:
+                conn.abort()
+                raise
+            return conn
 
-    async def _open_service(self, loop: asyncio.AbstractEventLoop,
-                            server: _Server) -> _Connection:
-        """A connection bound as the service account.
-
-        Until `server` has accepted the account (at start, and again after a
-        refusal), one opener at a time tries it and the others wait for its
-        answer: N concurrent searches must not become N failed binds.
-        """
-        uri = server.uri
-        if uri not in self._service_ok:
-            gate = self._service_gates.setdefault(uri, asyncio.Lock())
-            async with gate:
-                if uri not in self._service_ok:
-                    self._check_refused(loop, server)
-                    down = self._down.get(uri)
-                    if down is not None and down[0] > loop.time():
-                        raise _Skipped(f"{down[1]}; skipped for {down[0] - loop.time():.1f}s",
-                                       down[2])
-                    return await self._connect_as_service(loop, server)
-        return await self._connect_as_service(loop, server)
-
-    async def _connect_as_service(self, loop: asyncio.AbstractEventLoop,
-                                  server: _Server) -> _Connection:
-        conn = await self._connect(loop, server)
-        try:
-            await self._service_bind(loop, conn)
-        except BaseException:
-            conn.abort()
-            raise
-        return conn
-
-    async def _service_bind(self, loop: asyncio.AbstractEventLoop, conn: _Connection) -> None:
+    async def _service_bind(self, conn: _Connection, turn: ServiceTurn[_Server],
+                            walk: Walk[_Server]) -> None:
         """Bind a new search connection as the service account (again after every reconnect)."""
         settings = self.settings
-        server = conn.server
-        uri = server.uri
-        if not settings.service_password:
-            raise LdapUnavailable(f"service account for {uri} has no password configured")
         try:
             reply = await self._call(
                 conn, lambda mid: proto.encode_bind_request(
                     mid, settings.service_dn or "", settings.service_password or ""),
-                proto.BIND_RESPONSE, "service bind")
+                proto.BIND_RESPONSE, "service bind", walk.bound(settings.timeout))
         except LdapTimeout as exc:
-            raise _SetupFailed(str(exc), timeout=True) from None
+            raise SetupFailed(str(exc), timeout=True) from None
         except LdapUnavailable as exc:
-            raise _SetupFailed(str(exc)) from None
+            raise SetupFailed(str(exc)) from None
         result = reply.result
         assert result is not None
         if result.code == 0:
-            self._service_ok.add(uri)
-            if self._refused.pop(uri, None) is not None:
-                logger.info("LDAP %s accepts the service account %r again", uri,
-                            settings.service_dn)
+            turn.accepted()
             return
         if result.code in UNAVAILABLE_CODES:
-            raise _SetupFailed(f"service bind answered with result {result.code} "
-                               f"({result.message})")
-        self._refuse_service(loop, server, result)
+            raise SetupFailed(f"service bind answered with result {result.code} "
+                              f"({result.message})")
+        raise turn.refused(result)
 
-    def _refuse_service(self, loop: asyncio.AbstractEventLoop, server: _Server,
-                        result: LdapResult) -> None:
-        """Hold back service binds to `server` for down_for; log once; raise LdapUnavailable."""
-        dn = self.settings.service_dn
-        what = "invalid credentials" if result.code == INVALID_CREDENTIALS else "refused"
-        detail = f": {result.message}" if result.message else ""
-        reason = (f"service account {dn!r} rejected by {server.uri} ({what}, result "
-                  f"{result.code}{detail})")
-        self._service_ok.discard(server.uri)
-        if server.uri not in self._refused:
-            logger.error("LDAP %s rejected the service account %r (%s, result %d%s): searches "
-                         "on it fail at once, and the account is tried again every %gs at most "
-                         "(check bind_dn and bind_password)", server.uri, dn, what,
-                         result.code, detail, self.down_for)
-        self._refused[server.uri] = (loop.time() + self.down_for, reason)
-        raise LdapUnavailable(reason)
+
+def _first_failure(conn: _Connection, exc: LdapError) -> SetupFailed:
+    """The first operation on a new connection failed before any answer: a setup failure."""
+    why = str(exc).removeprefix(f"{conn.server.uri}: ")
+    return SetupFailed(f"{why}, the first operation on a new connection",
+                       timeout=isinstance(exc, LdapTimeout))
 
 
 def _entry(m: proto.LdapMessage) -> Entry:

@@ -15,11 +15,13 @@ Exceptions are for infrastructure: `LdapUnavailable` (refused, reset, TLS
 failure, busy/unavailable result codes, every server down, a service account
 the server refuses) and `LdapTimeout`.
 
-A service account the server refuses (wrong password, locked, disabled) is an
-outage of the operator's making: both clients then hold back service binds to
-that server for `down_for` seconds (answering LdapUnavailable at once) and
-let one connection at a time try it until it has been accepted, so that a
-wrong password cannot lock the account under an AD lockout policy.
+Failover (`settings.uris` in order, a server skipped for `down_for` seconds
+after a failed setup, including one that accepts TCP and never answers the
+first operation) and the hold-back of a service account a server refuses (an
+outage of the operator's making: LdapUnavailable at once for `down_for`
+seconds, one connection at a time tries the account, so that a wrong password
+cannot lock it under an AD lockout policy) are one policy, `failover.py`,
+shared by both clients.
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ class ServerSettings:
     service_dn: str | None = None       # for searches; None: anonymous searches
     service_password: str | None = field(default=None, repr=False)
     reset_after_bind: bool = True       # rebind anonymously so no connection stays bound as a user
+    down_for: float = DOWN_FOR          # skip a failed server / hold back a refused service account
 
 
 class LdapClient:

@@ -7,14 +7,17 @@ bound as a user. A connection that fails is closed and reopened; a reused one
 that turns out to be dead (server restart, idle timeout) is retried once on a
 fresh connection, so a directory restart costs no request an error.
 
-Failover walks the URIs in order. Not ldap3's ServerPool: when every server
-is down it sleeps POOLING_LOOP_TIMEOUT (10 s, process-wide) before giving up,
-and it connects twice (an availability probe, then the real socket).
+Failover and the hold-back of a refused service account are
+`failover.Failover`, shared with the asyncio client (the rules are in its
+docstring). Here setup is `Connection.open` (TCP, and TLS for LDAPS), StartTLS,
+and on a search connection the service (or anonymous) bind; a user-bind
+connection without StartTLS is proven by its first bind, and a connection
+failure or timeout of that bind is a setup failure: the bind goes to the next
+server of the same walk.
 
-A service account a server refuses is held back like in the asyncio client:
-searches on that server fail at once for `down_for` seconds, and until the
-server has accepted the account one thread at a time tries it, so a wrong
-password costs one failed bind per `down_for`, not one per request or thread.
+Not ldap3's ServerPool: when every server is down it sleeps
+POOLING_LOOP_TIMEOUT (10 s, process-wide) before giving up, and it connects
+twice (an availability probe, then the real socket).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -44,11 +48,14 @@ from ldap3 import (
 )
 from ldap3 import NONE as NO_INFO
 from ldap3 import Tls as Ldap3Tls
-from ldap3.core.exceptions import LDAPException, LDAPInvalidFilterError, LDAPResponseTimeoutError
+from ldap3.core.exceptions import (
+    LDAPCommunicationError,
+    LDAPException,
+    LDAPInvalidFilterError,
+    LDAPResponseTimeoutError,
+)
 
 from bridge.ldap.client import (
-    DOWN_FOR,
-    INVALID_CREDENTIALS,
     SIZE_LIMIT_EXCEEDED,
     UNAVAILABLE_CODES,
     Entry,
@@ -62,6 +69,7 @@ from bridge.ldap.client import (
     ServerSettings,
     TlsMode,
 )
+from bridge.ldap.failover import MIN_WAIT, Failover, ServiceTurn, SetupFailed, Skipped, Walk
 from bridge.net import client_tls_context
 
 logger = logging.getLogger("bridge.ldap")
@@ -76,6 +84,11 @@ def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, TimeoutError | LDAPResponseTimeoutError)
 
 
+def _is_connection_failure(exc: BaseException) -> bool:
+    """The connection failed (closed, reset, no answer), not a request ldap3 refused to send."""
+    return isinstance(exc, LDAPCommunicationError) or _is_timeout(exc)
+
+
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -84,6 +97,10 @@ def _mapped(exc: BaseException, where: str) -> Exception:
     if _is_timeout(exc):
         return LdapTimeout(f"{where}: timed out ({_describe(exc)})")
     return LdapUnavailable(f"{where}: {_describe(exc)}")
+
+
+def _left(deadline: float) -> float:
+    return max(MIN_WAIT, deadline - time.monotonic())
 
 
 def _result(conn: Connection) -> LdapResult:
@@ -98,14 +115,18 @@ class _Tls(Ldap3Tls):
     ldap3's check is a backport that cannot match IP SANs on Python >= 3.12 and
     takes valid_names as *extra* names; here the name checked is exactly
     `tls_name` (default: the URI's host), and IP addresses work everywhere.
+    The handshake is setup: it gets what is left of connect_timeout (ldap3
+    would give it the receive timeout, in whole seconds).
     """
 
-    def __init__(self, context: ssl.SSLContext, server_hostname: str) -> None:
+    def __init__(self, context: ssl.SSLContext, server_hostname: str, deadline: float) -> None:
         super().__init__(validate=context.verify_mode)
         self.context = context
         self.server_hostname = server_hostname
+        self.deadline = deadline
 
     def wrap_socket(self, connection: Connection, do_handshake: bool = False) -> None:
+        connection.socket.settimeout(_left(self.deadline))
         connection.socket = self.context.wrap_socket(
             connection.socket, server_side=False, do_handshake_on_connect=do_handshake,
             server_hostname=self.server_hostname)
@@ -123,31 +144,37 @@ class _Target:
         parts = urlsplit(uri)
         self.uri = uri
         self.host = parts.hostname or ""
-        self.ldaps = parts.scheme.lower() == "ldaps"
+        # like the asyncio client: TlsMode.LDAPS never means clear text, whatever the scheme
+        self.ldaps = parts.scheme.lower() == "ldaps" or settings.tls is TlsMode.LDAPS
         self.port = parts.port or (636 if self.ldaps else 389)
         self.starttls = not self.ldaps and settings.tls is TlsMode.STARTTLS
-        secure = self.ldaps or self.starttls
-        self.tls = _Tls(context, settings.tls_name or self.host) if secure else None
-        self.connect_timeout = settings.connect_timeout
-        # the service account on this server: held back until (monotonic, reason) after a
-        # refusal; accepted since; one thread at a time tries it until it is accepted
-        self.refused: tuple[float, str] | None = None
-        self.service_ok = False
-        self.gate = threading.Lock()
+        self.secure = self.ldaps or self.starttls
+        self.context = context
+        self.tls_name = settings.tls_name or self.host
 
-    def server(self) -> Server:
-        return Server(self.host, port=self.port, use_ssl=self.ldaps, tls=self.tls,
-                      get_info=NO_INFO, connect_timeout=self.connect_timeout)
+    def server(self, deadline: float) -> Server:
+        tls = _Tls(self.context, self.tls_name, deadline) if self.secure else None
+        return Server(self.host, port=self.port, use_ssl=self.ldaps, tls=tls,
+                      get_info=NO_INFO, connect_timeout=_left(deadline))
+
+
+@dataclass(eq=False, slots=True)
+class _Live:
+    """A thread's connection, its server, and whether the server has answered on it."""
+
+    conn: Connection
+    target: _Target
+    proven: bool
 
 
 class Ldap3Client(LdapClient):
-    def __init__(self, settings: ServerSettings, *, threads: int = DEFAULT_THREADS,
-                 down_for: float = DOWN_FOR) -> None:
+    def __init__(self, settings: ServerSettings, *, threads: int = DEFAULT_THREADS) -> None:
         super().__init__(settings)
         self.threads = threads
-        self.down_for = down_for
         context = client_tls_context(settings.ca_file, verify=settings.verify)
-        self._targets = [_Target(uri, settings, context) for uri in settings.uris]
+        self.failover = Failover([_Target(uri, settings, context) for uri in settings.uris],
+                                 down_for=settings.down_for, service_dn=settings.service_dn)
+        self._budget = settings.connect_timeout + settings.timeout  # per walk, see failover.py
         self._executor: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -191,48 +218,111 @@ class Ldap3Client(LdapClient):
                      size_limit: int = 0) -> list[Entry]:
         return await self._run(self._search, base, scope, filter, list(attributes), size_limit)
 
-    # -- in the worker threads ----------------------------------------------------
+    # -- in the worker threads: connecting ----------------------------------------------
 
-    def _connect(self, service: bool) -> Connection:
-        """A new connection to the first server that answers, TLS started.
+    def _connect(self, service: bool, walk: Walk[_Target]) -> _Live:
+        """A new connection to the walk's next server that sets up, TLS started.
 
         `service`: bound as the service account (anonymously without one);
         else not bound at all. A server that refuses the service account ends
-        the walk, like in the asyncio client: the next one would refuse it too.
+        the walk: the next one would refuse it too.
         """
         s = self.settings
         as_service = service and bool(s.service_dn)
-        user, password = (s.service_dn, s.service_password) if as_service else (None, None)
-        if as_service and not password:
+        if as_service and not s.service_password:
             raise LdapUnavailable("the service account has no password configured")
-        failures: list[BaseException] = []
-        for target in self._targets:
-            if as_service:
-                self._check_refused(target)
-            conn = Connection(target.server(), user=user, password=password,
-                              authentication=SIMPLE if user else ANONYMOUS, client_strategy=SYNC,
-                              raise_exceptions=False, receive_timeout=max(1, math.ceil(s.timeout)),
-                              auto_escape=False, read_only=True, check_names=False)
+        while (target := walk.next()) is not None:
             try:
-                conn.open(read_server_info=False)
-                conn.socket.settimeout(s.timeout)  # ldap3 wants whole seconds; we do not
-                if target.starttls:
-                    conn.start_tls(read_server_info=False)
-                    conn.socket.settimeout(s.timeout)
-            except LDAPException as exc:
-                self._close_quietly(conn)
-                failures.append(exc)
+                if as_service:
+                    live = self._open_service(target, walk)
+                else:
+                    live = self._open_to(target, walk)
+                    if service:
+                        self._setup_bind(live, walk, None)
+            except SetupFailed as exc:
+                walk.failed(target, exc)
                 continue
-            with self._lock:
-                self._open.add(conn)
-            if service:
-                self._service_bind(target, conn, as_service)
-            return conn
-        detail = "; ".join(f"{t.uri}: {_describe(e)}" for t, e in zip(self._targets, failures,
-                                                                     strict=True))
-        if failures and all(_is_timeout(e) for e in failures):
-            raise LdapTimeout(f"no LDAP server answered in time ({detail})")
-        raise LdapUnavailable(f"no LDAP server reachable ({detail})")
+            if live.proven:  # else when its first operation is answered (_retrying)
+                walk.connected(target)
+            return live
+        raise walk.error()
+
+    def _open_to(self, target: _Target, walk: Walk[_Target], user: str | None = None,
+                 password: str | None = None) -> _Live:
+        """TCP, then TLS or StartTLS, within connect_timeout; SetupFailed else."""
+        s = self.settings
+        deadline = time.monotonic() + walk.bound(s.connect_timeout)
+        conn = Connection(target.server(deadline), user=user, password=password,
+                          authentication=SIMPLE if user else ANONYMOUS, client_strategy=SYNC,
+                          raise_exceptions=False, receive_timeout=max(1, math.ceil(s.timeout)),
+                          auto_escape=False, read_only=True, check_names=False)
+        try:
+            conn.open(read_server_info=False)
+            if target.starttls:
+                conn.socket.settimeout(_left(deadline))
+                conn.start_tls(read_server_info=False)
+            # ldap3 wants whole seconds; we do not. A first operation gets no more than is
+            # left of the walk's budget (failover.py); _proven() sets the full timeout.
+            conn.socket.settimeout(walk.bound(s.timeout))
+        except LDAPException as exc:
+            self._close_quietly(conn)
+            raise SetupFailed(_describe(exc), timeout=_is_timeout(exc)) from None
+        with self._lock:
+            self._open.add(conn)
+        return _Live(conn, target, proven=target.starttls)
+
+    def _proven(self, live: _Live) -> None:
+        live.proven = True
+        with contextlib.suppress(AttributeError, OSError):  # closed meanwhile: no socket
+            live.conn.socket.settimeout(self.settings.timeout)
+
+    def _open_service(self, target: _Target, walk: Walk[_Target]) -> _Live:
+        """A connection bound as the service account, when `target` lets us try (failover.py)."""
+        s = self.settings
+        turn = self.failover.service_turn(target)
+        while turn.wait is not None:  # another thread is trying the account: its answer
+            try:
+                turn.wait.result(timeout=walk.bound(self._budget))
+            except TimeoutError:
+                raise Skipped("no answer to another connection's service bind in time",
+                              timeout=True) from None
+            turn = self.failover.service_turn(target)
+        with turn:
+            live = self._open_to(target, walk, s.service_dn, s.service_password)
+            self._setup_bind(live, walk, turn)
+            return live
+
+    def _setup_bind(self, live: _Live, walk: Walk[_Target],
+                    turn: ServiceTurn[_Target] | None) -> None:
+        """The service bind (`turn`), or an anonymous one: part of a search connection's setup.
+
+        On failure `live` is closed and SetupFailed (mark the server down),
+        LdapUnavailable (the account is refused: held back) is raised.
+        """
+        conn, target = live.conn, live.target
+        what = "service bind" if turn is not None else "anonymous bind"
+        try:
+            conn.bind(read_server_info=False)
+        except LDAPException as exc:
+            self._close_quietly(conn)
+            if not _is_connection_failure(exc):
+                raise _mapped(exc, f"{what} to {target.uri}") from exc
+            raise SetupFailed(f"{what}: {_describe(exc)}", timeout=_is_timeout(exc)) from None
+        if conn.bound:
+            self._proven(live)
+            if turn is not None:
+                turn.accepted()
+            return
+        result = _result(conn)
+        self._close_quietly(conn)
+        if result.code in UNAVAILABLE_CODES:
+            raise SetupFailed(f"{what} answered with result {result.code} ({result.message})")
+        if turn is None:
+            raise LdapUnavailable(f"{what} to {target.uri}: result {result.code} "
+                                  f"{result.message}")
+        # an unusable service account is an outage, whatever the code, and it is not tried
+        # again on every request (lockout policies)
+        raise turn.refused(result)
 
     def _close_quietly(self, conn: Connection) -> None:
         with self._lock:
@@ -241,113 +331,68 @@ class Ldap3Client(LdapClient):
             conn.unbind()
 
     def _drop(self, slot: str) -> None:
-        conn = getattr(self._local, slot, None)
+        live: _Live | None = getattr(self._local, slot, None)
         setattr(self._local, slot, None)
-        if conn is not None:
-            self._close_quietly(conn)
+        if live is not None:
+            self._close_quietly(live.conn)
 
-    # -- the service account ---------------------------------------------------------
-
-    def _check_refused(self, target: _Target) -> None:
-        """LdapUnavailable at once while `target` is held back after refusing the account."""
-        refused = target.refused
-        if refused is not None and (left := refused[0] - time.monotonic()) > 0:
-            raise LdapUnavailable(f"{refused[1]}; no service bind to {target.uri} for another "
-                                  f"{left:.1f}s")
-
-    def _service_bind(self, target: _Target, conn: Connection, as_service: bool) -> None:
-        """Bind `conn` as the service account; until `target` has accepted it, one thread at
-        a time (the others wait for its answer); on failure close `conn` and raise."""
-        if not as_service or target.service_ok:
-            self._service_bind_now(target, conn, as_service)
-            return
-        with target.gate:
-            if not target.service_ok:
-                try:
-                    self._check_refused(target)
-                except LdapUnavailable:
-                    self._close_quietly(conn)
-                    raise
-                self._service_bind_now(target, conn, as_service)
-                return
-        self._service_bind_now(target, conn, as_service)
-
-    def _service_bind_now(self, target: _Target, conn: Connection, as_service: bool) -> None:
-        try:
-            conn.bind(read_server_info=False)
-        except LDAPException as exc:
-            self._close_quietly(conn)
-            raise _mapped(exc, "service bind") from exc
-        if conn.bound:
-            if as_service and not target.service_ok:
-                target.service_ok = True
-                if target.refused is not None:
-                    target.refused = None
-                    logger.info("LDAP %s accepts the service account %r again", target.uri,
-                                self.settings.service_dn)
-            return
-        result = _result(conn)
-        self._close_quietly(conn)
-        if result.code in UNAVAILABLE_CODES or not as_service:
-            raise LdapUnavailable(f"service bind to {target.uri}: result {result.code} "
-                                  f"{result.message}")
-        # like the asyncio client: an unusable service account is an outage, whatever the
-        # code, and it is not tried again on every request (lockout policies)
-        dn = self.settings.service_dn
-        what = "invalid credentials" if result.code == INVALID_CREDENTIALS else "refused"
-        detail = f": {result.message}" if result.message else ""
-        reason = (f"service account {dn!r} rejected by {target.uri} ({what}, result "
-                  f"{result.code}{detail})")
-        with self._lock:
-            first = target.refused is None
-            target.service_ok = False
-            target.refused = (time.monotonic() + self.down_for, reason)
-        if first:
-            logger.error("LDAP %s rejected the service account %r (%s, result %d%s): searches "
-                         "on it fail at once, and the account is tried again every %gs at most "
-                         "(check bind_dn and bind_password)", target.uri, dn, what,
-                         result.code, detail, self.down_for)
-        raise LdapUnavailable(reason)
+    def _current(self, slot: str) -> Connection | None:
+        live: _Live | None = getattr(self._local, slot, None)
+        return live.conn if live is not None else None
 
     # -- operations, with one retry for a pooled connection found dead ------------------
 
-    def _service(self) -> tuple[Connection, bool]:
-        """This thread's service connection (bound), and whether it was just opened."""
-        conn: Connection | None = getattr(self._local, "service", None)
-        if conn is not None and not conn.closed and conn.bound:
-            return conn, False
-        self._drop("service")
-        conn = self._local.service = self._connect(service=True)
-        return conn, True
+    def _pooled(self, slot: str) -> _Live | None:
+        """This thread's `slot` connection when it is still usable (the service one bound)."""
+        live: _Live | None = getattr(self._local, slot, None)
+        if live is not None and not live.conn.closed and (slot != "service" or live.conn.bound):
+            return live
+        self._drop(slot)
+        return None
 
-    def _binder(self) -> tuple[Connection, bool]:
-        """This thread's connection for user binds, and whether it was just opened."""
-        conn: Connection | None = getattr(self._local, "binder", None)
-        if conn is not None and not conn.closed:
-            return conn, False
-        self._drop("binder")
-        conn = self._local.binder = self._connect(service=False)
-        return conn, True
+    def _retrying(self, slot: str, operation: Callable[[Connection], T], what: str) -> T:
+        """`operation` on this thread's `slot` connection ("service" or "binder").
 
-    def _retrying(self, slot: str, connection: Callable[[], tuple[Connection, bool]],
-                  operation: Callable[[Connection], T], what: str) -> T:
-        """`operation` on this thread's `slot` connection; when a reused connection turns
-        out dead (ldap3 raises: server restart, idle timeout), once more on a fresh one.
-        A fresh connection's failure and timeouts are not retried."""
-        for attempt in (0, 1):
-            conn, fresh = connection()
+        A reused connection that turns out dead (ldap3 raises: server restart,
+        idle timeout) is replaced once. A new connection whose first operation
+        fails before the server ever answered on it is a setup failure, and the
+        operation goes to the walk's next server (failover.py). A timeout on a
+        reused connection and any failure on a proven new one are raised.
+        """
+        live = self._pooled(slot)
+        walk: Walk[_Target] | None = None  # None: `live` is a reused connection
+        while True:
+            if live is None:
+                if walk is None:
+                    walk = self.failover.walk(self._budget)
+                live = self._connect(slot == "service", walk)
+                setattr(self._local, slot, live)
             try:
-                return operation(conn)
+                out = operation(live.conn)
             except LDAPException as exc:
                 self._drop(slot)
-                if fresh or attempt or _is_timeout(exc):
-                    raise _mapped(exc, what) from exc
-        raise AssertionError("unreachable")
+                dead, live = live, None
+                if walk is not None and not dead.proven and _is_connection_failure(exc):
+                    walk.failed(dead.target, SetupFailed(
+                        f"{what}: {_describe(exc)}, the first operation on a new connection",
+                        timeout=_is_timeout(exc)))
+                    continue
+                if walk is None and not _is_timeout(exc):
+                    logger.debug("LDAP %s: pooled connection was dead (%s); retrying once",
+                                 slot, _describe(exc))
+                    walk = self.failover.walk(self._budget)
+                    continue
+                raise _mapped(exc, what) from exc
+            if not live.proven:
+                self._proven(live)
+                if walk is not None:
+                    walk.connected(live.target)
+            return out
 
     def _search(self, base: str, scope: Scope, filter: str, attributes: list[str],
                 size_limit: int) -> list[Entry]:
         request = SearchRequest(base, scope, filter, attributes, size_limit)
-        return self._retrying("service", self._service,
+        return self._retrying("service",
                               lambda conn: self._search_on(conn, request, "service"), "search")
 
     def _search_on(self, conn: Connection, request: SearchRequest, slot: str) -> list[Entry]:
@@ -390,10 +435,10 @@ class Ldap3Client(LdapClient):
                     self._drop("binder")
                     raise _mapped(exc, "search as the user") from exc
             finally:
-                if self.settings.reset_after_bind and getattr(self._local, "binder", None) is conn:
+                if self.settings.reset_after_bind and self._current("binder") is conn:
                     self._reset(conn)
 
-        return self._retrying("binder", self._binder, bind, "bind")
+        return self._retrying("binder", bind, "bind")
 
     def _reset(self, conn: Connection) -> None:
         """Bind anonymously so the connection does not stay bound as the user; else close it."""

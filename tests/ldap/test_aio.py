@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -46,7 +47,8 @@ def make_settings(s: Slapd, *, tls: TlsMode = TlsMode.STARTTLS, uris: list[str] 
 
 @contextlib.asynccontextmanager
 async def client_for(settings: ServerSettings, **kw: float) -> AsyncIterator[AsyncLdapClient]:
-    client = AsyncLdapClient(settings, **kw)
+    """`kw`: ServerSettings fields to change, e.g. down_for."""
+    client = AsyncLdapClient(dataclasses.replace(settings, **kw))  # type: ignore[arg-type]
     await client.start()
     try:
         yield client
@@ -372,7 +374,7 @@ async def test_service_account_rejected_is_unavailable(slapd: Slapd, password: s
         with pytest.raises(LdapUnavailable, match="service account") as info:
             await client.search(PEOPLE_DN, Scope.SUBTREE, "(uid=bob)", [])
         assert "Wrong-Service-Secret" not in str(info.value)
-        assert client._down == {}  # a configuration error, not a server outage
+        assert client.failover.down() == {}  # a configuration error, not a server outage
         assert (await client.bind(ALICE.dn, ALICE.password)).ok  # binds do not need it
 
 
@@ -407,7 +409,7 @@ async def test_rejected_service_account_is_held_back(caplog: pytest.LogCaptureFi
                 with pytest.raises(LdapUnavailable, match="no service bind to"):
                     await client.search("o=x", Scope.BASE, "(objectClass=*)", [])
             assert len(binds) == 1
-            assert client._down == {}  # not a server outage: binds of users go on
+            assert client.failover.down() == {}  # not a server outage: user binds go on
             await asyncio.sleep(0.35)  # down_for is over: one bind again, for 20 searches
             assert all(isinstance(r, LdapUnavailable) for r in await searches(client, 20))
             assert len(binds) == 2
@@ -515,10 +517,10 @@ async def test_failover_to_the_second_server(slapd: Slapd) -> None:
     async with client_for(make_settings(slapd, uris=[dead, slapd.uri])) as client:
         assert (await client.bind(ALICE.dn, ALICE.password)).ok
         assert len(await client.search(PEOPLE_DN, Scope.SUBTREE, "(uid=bob)", [])) == 1
-        until = client._down[dead][0]
+        until = client.failover._down[dead].until
         assert len(await asyncio.gather(*(client.bind(ALICE.dn, ALICE.password)
                                           for _ in range(20)))) == 20
-        assert client._down[dead][0] == until  # skipped, not tried again
+        assert client.failover._down[dead].until == until  # skipped, not tried again
 
 
 async def test_all_servers_down(caplog: pytest.LogCaptureFixture) -> None:
@@ -629,13 +631,16 @@ async def test_failure_on_a_fresh_connection_is_not_retried() -> None:
 
 
 async def test_timeout_is_not_retried_and_discards_the_connection() -> None:
+    """On a connection the server has answered before: the request's timeout, nothing more."""
     def script(conn: int, n: int, mid: int, op: int) -> bytes | None:
-        return None if conn == 0 else reply(mid, p.BIND_RESPONSE)
+        return None if (conn, n) == (0, 1) else reply(mid, p.BIND_RESPONSE)
 
     async with FakeLdap(script) as fake, client_for(plain(fake.uri, timeout=0.2)) as client:
+        assert (await client.bind(ALICE.dn, "pw")).ok
         with pytest.raises(LdapTimeout, match="no answer to bind"):
             await client.bind(ALICE.dn, "pw")
         assert fake.connections == 1
+        assert client.failover.down() == {}  # a proven server is not marked down
         assert (await client.bind(ALICE.dn, "pw")).ok
         assert fake.connections == 2
 
