@@ -34,6 +34,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from bridge.app import create_app
+    from bridge.listener import uvicorn_options
     from bridge.logs import logging_config
 
     try:
@@ -43,7 +44,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.demo:
         print(DEMO_WARNING, file=sys.stderr, end="")
     server = settings.server
-    log_config = logging_config(server.log_level)
+    # every log line is scrubbed of these parameters' values, whatever logged it
+    credential_params = sorted({profile.query.password for profile in settings.profiles})
+    log_config = logging_config(server.log_level, credential_params)
     workers = args.workers or server.workers
     if workers > 1 and settings.state.backend == "memory":
         print(f"WARNING: {workers} workers with [state] backend = \"memory\": each worker "
@@ -58,6 +61,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server_header=False,
         ssl_certfile=server.tls_certificate,
         ssl_keyfile=server.tls_key,
+        **uvicorn_options(server.listener, settings.errors.messages,
+                          settings.errors.retry_after),
     )
     if workers > 1:
         from bridge.server import run
@@ -128,6 +133,10 @@ def cmd_hash(args: argparse.Namespace) -> int:
     if not password:
         print("An empty password cannot be hashed.", file=sys.stderr)
         return 1
+    if args.md5:
+        from bridge.auth.file import md5_hex
+
+        password = md5_hex(password)
     print(hash_password(password, args.cost))
     return 0
 
@@ -155,6 +164,9 @@ def parser() -> argparse.ArgumentParser:
     h = sub.add_parser("hash-password", help="print a password hash for the users file")
     h.add_argument("--cost", type=int, default=15, choices=range(10, 23), metavar="LOG2_N",
                    help="scrypt cost as log2(N), 10-22 (default 15)")
+    h.add_argument("--md5", action="store_true",
+                   help="hash the password's MD5, for the users file's password_md5 (apps "
+                        "that send an MD5 of the password, e.g. Zoiper5 Desktop)")
     h.set_defaults(func=cmd_hash)
     return p
 

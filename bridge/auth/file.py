@@ -4,6 +4,12 @@
     password = "$scrypt$ln=15,r=8,p=1$..."    # zoiper-bridge hash-password
     groups = ["staff"]
     displayName = "Alice Liddell"              # any other key: an identity attribute
+    password_md5 = "$scrypt$ln=15,r=8,p=1$..." # hash-password --md5: for apps that send
+                                               # an MD5 of the password (Zoiper5 Desktop)
+
+`password_md5` is a scrypt hash of the password's MD5 (lower-case hex), so one
+entry serves both password formats: an MD5 is checked against it directly, a
+password is first turned into its MD5. A user may have either key or both.
 
 An unknown username must cost what a known one with a wrong password costs, or
 usernames can be enumerated by timing. scrypt's cost is in each hash (ln, r, p,
@@ -42,9 +48,25 @@ DEFAULT_PARAMETERS = (DEFAULT_LOG_N, 8, 1, 32)  # what `hash-password` writes
 
 @dataclass(frozen=True)
 class FileUser:
-    password_hash: str
+    password_hash: str  # "" when the user has only password_md5
     groups: frozenset[str]
     attributes: dict[str, Scalar]
+    md5_hash: str = ""
+
+    def hash_for(self, credentials: Credentials) -> tuple[str, str] | None:
+        """(what to verify, the hash to verify it against), or None: no usable hash."""
+        if credentials.password_format == "md5":  # noqa: S105
+            return (credentials.password, self.md5_hash) if self.md5_hash else None
+        if self.password_hash:
+            return credentials.password, self.password_hash
+        if self.md5_hash:
+            return md5_hex(credentials.password), self.md5_hash
+        return None
+
+
+def md5_hex(password: str) -> str:
+    """What Zoiper5 Desktop sends with password_format 0 (not a password hash: a format)."""
+    return hashlib.md5(password.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
 class Decoys:
@@ -77,9 +99,12 @@ class Decoys:
 
 
 class FileAuthenticator(Authenticator):
+    password_formats = frozenset({"plaintext", "md5"})
+
     def __init__(self, users: dict[str, FileUser]) -> None:
         self.users = users
-        self.decoys = Decoys([u.password_hash for u in users.values()])
+        self.decoys = Decoys([h for u in users.values()
+                              for h in (u.password_hash, u.md5_hash) if h])
 
     @classmethod
     def from_config(cls, cfg: Section) -> FileAuthenticator:
@@ -96,25 +121,32 @@ class FileAuthenticator(Authenticator):
         users: dict[str, FileUser] = {}
         for name in list(table.keys()):
             entry = table.table(name)
-            hashed = entry.str("password")
-            if hashed and (why := check_format(hashed)):
-                entry.problem("password", why)
+            hashes = {}
+            for key in ("password", "password_md5"):
+                hashed = entry.str(key, "")
+                if hashed and (why := check_format(hashed)):
+                    entry.problem(key, why)
+                hashes[key] = hashed
+            if not any(hashes.values()):
+                entry.problem("password", "is required (or password_md5)")
             groups = frozenset(entry.list_str("groups", []))
-            attributes = entry.scalars(skip=("password", "groups"))
+            attributes = entry.scalars(skip=("password", "password_md5", "groups"))
             entry.done()
-            users[name] = FileUser(hashed, groups, attributes)
+            users[name] = FileUser(hashes["password"], groups, attributes,
+                                   hashes["password_md5"])
         users_cfg.done()
         return cls(users)
 
     async def authenticate(self, credentials: Credentials) -> Identity | None:
         user = self.users.get(credentials.username)
-        if user is not None and parameters(user.password_hash) is not None:
-            hashed = user.password_hash
-        else:  # unknown, or a user without a usable hash: the same cost as a wrong password
-            hashed = self.decoys.pick(credentials.username)
+        check = user.hash_for(credentials) if user is not None else None
+        if check is not None and parameters(check[1]) is not None:
+            secret, hashed = check
+        else:  # unknown, or no usable hash for this format: the cost of a wrong password
+            secret, hashed = credentials.password, self.decoys.pick(credentials.username)
             user = None
         # scrypt releases the GIL; running it in a thread keeps the event loop free.
-        ok = await asyncio.to_thread(verify_password, credentials.password, hashed)
+        ok = await asyncio.to_thread(verify_password, secret, hashed)
         if not ok or user is None:
             return None
         return Identity(credentials.username, user.attributes, user.groups)
