@@ -45,10 +45,14 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from pydantic import Field, PlainValidator
+from pydantic_core import PydanticCustomError
 
 from bridge.auth import Authenticator
-from bridge.config import Section
+from bridge.config import Model, describe, problem
 from bridge.errors import BridgeError, InternalError, NotPermitted
 from bridge.ldap.client import (
     INVALID_CREDENTIALS,
@@ -61,13 +65,15 @@ from bridge.ldap.client import (
     SearchRequest,
 )
 from bridge.ldap.config import (
-    BINARY_ENCODINGS,
-    Directory,
+    Binary,
+    Checked,
+    DirectoryConfig,
+    NonEmpty,
+    ScopeName,
+    attribute_map,
     first_text,
-    read_attribute_map,
-    read_directory,
-    read_scope,
-    read_template,
+    probe,
+    template,
 )
 from bridge.ldap.errors import translate
 from bridge.ldap.escape import (
@@ -102,27 +108,74 @@ UAC_ACCOUNTDISABLE = 0x2
 _FILETIME_EPOCH = 116444736000000000  # 1601-01-01 to 1970-01-01 in 100 ns steps
 _NEVER = {0, 0x7FFFFFFFFFFFFFFF}
 _MAX_OR_CLAUSES = 100
+DnKey = tuple[tuple[tuple[str, str], ...], ...]  # escape.dn_key: a DN to compare
+
+# -- the table ----------------------------------------------------------------------------
+
+UserDn = Annotated[str, PlainValidator(template("dn", ("username",), needs="username"))]
+UserUpn = Annotated[str, PlainValidator(template("upn", ("username",), needs="username"))]
+UserFilter = Annotated[str, PlainValidator(template("filter", ("username",), needs="username"))]
+GroupFilter = Annotated[str, PlainValidator(template("filter", ()))]
+Attributes = Annotated[dict[str, str], PlainValidator(attribute_map({
+    "username": "'username' is the canonical name (username_attribute)",
+    "dn": "'dn' is always the entry's DN"}))]
 
 
-@dataclass(frozen=True)
-class UserSearch:
-    base: str
-    scope: Scope
-    filter: str
+def _names(value: Any) -> tuple[str, ...]:
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise problem(f"expected a list of strings, received {describe(value)}")
 
 
-@dataclass(frozen=True)
-class GroupPolicy:
-    required: tuple[str, ...] = ()       # DNs, or bare names matched against the first RDN
-    membership: tuple[str, ...] = ("member",)
-    base: str | None = None
-    scope: Scope = Scope.SUBTREE
-    filter: str | None = None            # ANDed with every group search
+def _memberships(value: Any) -> tuple[str, ...]:
+    methods = [value] if isinstance(value, str) else value
+    if not isinstance(methods, list | tuple) or not methods or any(
+            m not in MEMBERSHIPS for m in methods):
+        raise problem(f"expected one or a list of {', '.join(map(repr, MEMBERSHIPS))}, "
+                      f"received {describe(value)}")
+    return tuple(methods)
+
+
+class UserSearch(Model):
+    """`[auth.user_search]`: find the entry (as the service account), then bind as it."""
+
+    base: NonEmpty
+    scope: ScopeName = Scope.SUBTREE
+    filter: UserFilter
+
+
+class GroupPolicy(Checked):
+    """`[auth.groups]`: who may log in, by group; and the groups of an identity."""
+
+    required: Annotated[tuple[str, ...], PlainValidator(_names)] = ()
+    """DNs, or bare names matched against the first RDN of a group under `base`."""
+    membership: Annotated[tuple[str, ...], PlainValidator(_memberships)] = ("member",)
+    base: NonEmpty | None = None
+    scope: ScopeName = Scope.SUBTREE
+    filter: GroupFilter | None = None
+    """ANDed with every group search."""
     nested: bool = True
-    max_depth: int = 8
-    member_uid_attribute: str = "uid"
+    max_depth: int = Field(8, ge=1, le=64)
+    member_uid_attribute: NonEmpty = "uid"
 
-    def allows(self, groups: dict[tuple, str]) -> bool:
+    def rules(self) -> Iterator[PydanticCustomError]:
+        if not self.valid("base"):
+            return
+        # an invalid membership list still says which methods are meant
+        raw = self.given("membership")
+        methods = set(self.membership) if self.valid("membership") else {
+            m for m in ([raw] if isinstance(raw, str) else raw if isinstance(raw, list) else [])
+            if isinstance(m, str)}
+        if self.base is None and methods & set(MEMBERSHIPS) - {"memberOf"}:
+            yield problem("is required to search for groups (membership other than "
+                          "\"memberOf\")", "base")
+        bare = [name for name in self.required if "=" not in name] \
+            if self.valid("required") else []
+        if bare and self.base is None:
+            yield problem(f"bare group names ({', '.join(map(repr, bare))}) only match groups "
+                          "under [groups] base: set base, or give the groups' DNs", "required")
+
+    def allows(self, groups: dict[DnKey, str]) -> bool:
         """Any required DN among `groups`, or a bare name as the first RDN of a group in scope.
 
         Bare names only count for groups under `base` (within `scope`): a group
@@ -135,7 +188,7 @@ class GroupPolicy:
         return any((dn_key(r) in groups) if "=" in r else (r.casefold() in names)
                    for r in self.required)
 
-    def in_scope(self, key: tuple) -> bool:
+    def in_scope(self, key: DnKey) -> bool:
         """Whether a group (its dn_key) lies where the group searches look: base and scope."""
         if self.base is None:
             return False
@@ -146,21 +199,45 @@ class GroupPolicy:
         return {Scope.BASE: depth == 0, Scope.ONELEVEL: depth == 1}.get(self.scope, True)
 
 
-@dataclass(frozen=True)
-class Lookup:
-    user_dn: str | None = None
-    user_upn: str | None = None
-    search: UserSearch | None = None
-    username_attribute: str | None = None
-    attributes: dict[str, str] = field(default_factory=dict)
-    binary: str = "hex"
+class LdapAuthConfig(DirectoryConfig):
+    """`[auth] type = "ldap"`: the connection keys, how a name becomes an entry, what is read."""
+
+    user_dn: UserDn | None = None
+    user_upn: UserUpn | None = None
+    user_search: UserSearch | None = None
+    username_attribute: NonEmpty | None = None
+    attributes: Attributes = Field(default_factory=dict)
+    binary_attributes: Binary = "hex"
     groups: GroupPolicy | None = None
+
+    def rules(self) -> Iterator[PydanticCustomError]:
+        yield from super().rules()
+        if not self.valid("user_dn", "user_upn", "user_search"):
+            return
+        if self.user_dn is None and self.user_upn is None and self.user_search is None:
+            yield problem("give one of user_dn, user_upn or [user_search] to say how a login "
+                          "name becomes a directory entry", "user_search")
+        elif self.user_dn is not None and self.user_upn is not None:
+            yield problem("give user_dn or user_upn, not both", "user_upn")
+        if self.user_upn is not None and self.user_search is None \
+                and self.valid("attributes", "username_attribute", "groups") \
+                and self.needs_entry:
+            yield problem("reading attributes or groups after a UPN bind needs [user_search] "
+                          "to find the entry", "user_upn")
+
+    @property
+    def needs_entry(self) -> bool:
+        """Whether the entry is read after the bind (attributes, canonical name, groups)."""
+        return bool(self.attributes or self.username_attribute or self.groups)
 
 
 class LdapAuthenticator(Authenticator):
-    def __init__(self, directory: Directory, lookup: Lookup) -> None:
-        self.directory = directory
-        self.lookup = lookup
+    Config = LdapAuthConfig
+
+    def __init__(self, config: LdapAuthConfig) -> None:
+        super().__init__(config)
+        self.config: LdapAuthConfig = config
+        self.directory = config.directory()
         self._client: LdapClient | None = None
         self._base: str | None = None  # defaultNamingContext, for UPN binds ("": none)
 
@@ -171,53 +248,16 @@ class LdapAuthenticator(Authenticator):
             self._client = self.directory.make_client()
         return self._client
 
-    # -- configuration ----------------------------------------------------------
-
-    @classmethod
-    def from_config(cls, cfg: Section) -> LdapAuthenticator:
-        directory = read_directory(cfg)
-        user_dn = read_template(cfg, "user_dn", ("username",), kind="dn", required=False,
-                                needs="username")
-        user_upn = read_template(cfg, "user_upn", ("username",), kind="upn", required=False,
-                                 needs="username")
-        if user_upn is not None and not re.fullmatch(r"\{username\}@[^@\s{}]+", user_upn):
-            cfg.problem("user_upn", "expected \"{username}@DOMAIN\", e.g. "
-                                    "\"{username}@example.test\"")
-        search = None
-        if "user_search" in cfg:
-            table = cfg.table("user_search")
-            search = UserSearch(
-                base=table.str("base", nonempty=True),
-                scope=read_scope(table, "scope"),
-                filter=read_template(table, "filter", ("username",), kind="filter",
-                                     needs="username") or "",
-            )
-            table.done()
-        if [user_dn, user_upn].count(None) == 2 and search is None:
-            cfg.problem("user_search", "give one of user_dn, user_upn or [user_search] to say "
-                                       "how a login name becomes a directory entry")
-        elif user_dn is not None and user_upn is not None:
-            cfg.problem("user_upn", "give user_dn or user_upn, not both")
-        reserved = {"username": "'username' is the canonical name (username_attribute)",
-                    "dn": "'dn' is always the entry's DN"}
-        attributes = read_attribute_map(cfg, "attributes", reserved)
-        binary = cfg.str("binary_attributes", "hex", choices=BINARY_ENCODINGS)
-        username_attribute = (cfg.str("username_attribute", nonempty=True)
-                              if "username_attribute" in cfg else None)
-        groups = _read_groups(cfg) if "groups" in cfg else None
-        needs_entry = bool(attributes or username_attribute or groups)
-        if needs_entry and user_upn is not None and search is None:
-            cfg.problem("user_upn", "reading attributes or groups after a UPN bind needs "
-                                    "[user_search] to find the entry")
-        lookup = Lookup(user_dn, user_upn, search, username_attribute, attributes, binary, groups)
-        return cls(directory, lookup)
-
     async def start(self) -> None:
         await self.client.start()
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
+
+    async def ready(self) -> None:
+        """A root DSE read as the service account (anonymously without one): UpstreamError."""
+        await probe(self.client)
 
     # -- authentication -------------------------------------------------------------
 
@@ -236,9 +276,9 @@ class LdapAuthenticator(Authenticator):
             raise InternalError(f"LDAP configuration: {exc}") from exc
 
     async def _authenticate(self, username: str, password: str) -> Identity | None:
-        lk = self.lookup
+        lk = self.config
         entry: Entry | None = None
-        by_upn_alone = lk.user_upn is not None and lk.search is None
+        by_upn_alone = lk.user_upn is not None and lk.user_search is None
         if lk.user_dn is not None:
             bind_name = fill(lk.user_dn, escape_dn_value, username=username)
         elif lk.user_upn is not None:
@@ -271,8 +311,7 @@ class LdapAuthenticator(Authenticator):
             if result.code == 34:  # a typed name that is not a valid DN part: no such user
                 return None
             raise translate(LdapOperationError(result, f"bind as {bind_name!r}"))
-        needs_entry = bool(lk.attributes or lk.username_attribute or lk.groups)
-        if entry is None and needs_entry:
+        if entry is None and lk.needs_entry:
             entry = await self._read_entry(bind_name, username)
         elif entry is None and lk.user_upn is not None and not by_upn_alone:
             # a UPN is not a DN: the search finds it (only the DN is wanted here)
@@ -321,7 +360,7 @@ class LdapAuthenticator(Authenticator):
         return self._base or None
 
     async def _find(self, username: str) -> Entry | None:
-        search = self.lookup.search
+        search = self.config.user_search
         assert search is not None
         flt = fill(search.filter, escape_filter_value, username=username)
         entries = await self.client.search(search.base, search.scope, flt, self._wanted(),
@@ -338,8 +377,8 @@ class LdapAuthenticator(Authenticator):
         Not found (or found twice): InternalError, or None and a warning when only the DN
         was wanted (`required=False`).
         """
-        if self.lookup.search is not None:
-            search = self.lookup.search
+        if self.config.user_search is not None:
+            search = self.config.user_search
             flt = fill(search.filter, escape_filter_value, username=username)
             entries = await self.client.search(search.base, search.scope, flt, self._wanted(),
                                                size_limit=2)
@@ -358,7 +397,7 @@ class LdapAuthenticator(Authenticator):
         return entries[0]
 
     def _wanted(self) -> list[str]:
-        lk = self.lookup
+        lk = self.config
         wanted = {*lk.attributes.values(), "userAccountControl", "accountExpires"}
         if lk.username_attribute:
             wanted.add(lk.username_attribute)
@@ -372,9 +411,9 @@ class LdapAuthenticator(Authenticator):
     # -- identity and policy ------------------------------------------------------------
 
     async def _identity(self, username: str, entry: Entry) -> Identity:
-        lk = self.lookup
+        lk = self.config
         account_refusal(entry, username)
-        groups: dict[tuple, str] = {}
+        groups: dict[DnKey, str] = {}
         if lk.groups is not None:
             groups = await self._groups(entry, lk.groups)
             if not lk.groups.allows(groups):
@@ -382,17 +421,17 @@ class LdapAuthenticator(Authenticator):
                                    f"required groups {list(lk.groups.required)}")
         attributes: dict[str, Scalar] = {"dn": entry.dn}
         for name, attribute in lk.attributes.items():
-            value = first_text(entry, attribute, lk.binary)
+            value = first_text(entry, attribute, lk.binary_attributes)
             if value is not None:
                 attributes[name] = value
         canonical = username
         if lk.username_attribute:
-            canonical = first_text(entry, lk.username_attribute, lk.binary) or username
+            canonical = first_text(entry, lk.username_attribute, lk.binary_attributes) or username
         return Identity(canonical, attributes, frozenset(groups.values()))
 
-    async def _groups(self, entry: Entry, policy: GroupPolicy) -> dict[tuple, str]:
+    async def _groups(self, entry: Entry, policy: GroupPolicy) -> dict[DnKey, str]:
         """Every group found by the configured methods, keyed by a comparable DN."""
-        found: dict[tuple, str] = {}
+        found: dict[DnKey, str] = {}
         methods = set(policy.membership)
         if "memberOf" in methods:
             for raw in entry.values("memberOf"):
@@ -407,13 +446,13 @@ class LdapAuthenticator(Authenticator):
             uid = first_text(entry, policy.member_uid_attribute)
             if uid:
                 await self._collect(policy, f"(memberUid={escape_filter_value(uid)})", found)
-        member_attrs = [a for a in ("member", "uniqueMember") if a in methods]
+        member_attrs: list[str] = [a for a in ("member", "uniqueMember") if a in methods]
         if member_attrs:
             await self._nested(entry.dn, member_attrs, policy, found)
         return found
 
     async def _nested(self, dn: str, attrs: list[str], policy: GroupPolicy,
-                      found: dict[tuple, str]) -> None:
+                      found: dict[DnKey, str]) -> None:
         """Groups that contain `dn`, then groups that contain those, to max_depth; no cycles."""
         seen = {dn_key(dn)}
         frontier = [dn]
@@ -432,7 +471,7 @@ class LdapAuthenticator(Authenticator):
         logger.debug("LDAP: group nesting of %s deeper than %d levels: stopped there",
                      dn, policy.max_depth)
 
-    async def _collect(self, policy: GroupPolicy, flt: str, found: dict[tuple, str]) -> list[str]:
+    async def _collect(self, policy: GroupPolicy, flt: str, found: dict[DnKey, str]) -> list[str]:
         assert policy.base is not None
         if policy.filter:
             flt = f"(&{policy.filter}{flt})"
@@ -454,38 +493,3 @@ def account_refusal(entry: Entry, username: str, now: float | None = None) -> No
         if at <= (time.time() if now is None else now):
             raise NotPermitted(f"LDAP: {username!r} ({entry.dn}) expired at "
                                f"{time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(at))}")
-
-
-def _read_groups(cfg: Section) -> GroupPolicy:
-    table = cfg.table("groups")
-    d = GroupPolicy()
-    required = table.list_str("required", [])
-    raw_membership = table.raw("membership", list(d.membership))
-    membership = [raw_membership] if isinstance(raw_membership, str) else raw_membership
-    if not isinstance(membership, list) or not membership or any(
-            m not in MEMBERSHIPS for m in membership):
-        table.problem("membership", f"expected one or a list of {', '.join(map(repr, MEMBERSHIPS))}"
-                                    f", received {membership!r}")
-        membership = list(d.membership)
-    base = table.str("base", None, nonempty=True) if "base" in table else None
-    if base is None and set(membership) - {"memberOf"}:
-        table.problem("base", "is required to search for groups (membership other than "
-                              "\"memberOf\")")
-    bare = [name for name in required if "=" not in name]
-    if bare and base is None:
-        table.problem("required", f"bare group names ({', '.join(map(repr, bare))}) only match "
-                                  "groups under [groups] base: set base, or give the groups' "
-                                  "DNs")
-    policy = GroupPolicy(
-        required=tuple(required),
-        membership=tuple(membership),
-        base=base,
-        scope=read_scope(table, "scope"),
-        filter=read_template(table, "filter", (), kind="filter", required=False),
-        nested=table.bool("nested", d.nested),
-        max_depth=table.int("max_depth", d.max_depth, min=1, max=64),
-        member_uid_attribute=table.str("member_uid_attribute", d.member_uid_attribute,
-                                       nonempty=True),
-    )
-    table.done()
-    return policy

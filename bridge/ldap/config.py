@@ -1,33 +1,287 @@
 """What `[auth] type = "ldap"` and `[source] type = "ldap"` share: connection keys, values.
 
-Validated at load like every other table, and strict where a mistake would
-be silent: a simple bind in clear text to a host that is not loopback is
-refused unless `allow_cleartext = true`, because it sends every user's
-password over the network readable. Directory values become text here, one
-deliberate way for both backends: the first value of a multi-valued
-attribute, and hex (or base64) for octets that are not text, never a crash.
+`DirectoryConfig` declares the connection keys once; both backends' tables
+extend it, and a `Directory` (which client, with which `ServerSettings`) is
+built from it. Validation is strict where a mistake would be silent: a simple
+bind in clear text to a host that is not loopback is refused unless
+`allow_cleartext = true`, because it sends every user's password over the
+network readable. Directory values become text here, one deliberate way for
+both backends: the first value of a multi-valued attribute, and hex (or
+base64) for octets that are not text, never a crash.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import re
 import ssl
-from collections.abc import Iterable
+import typing
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Annotated, Any, Final, Literal, Self
 from urllib.parse import urlsplit
 
-from bridge.config import Section
-from bridge.ldap.client import Entry, LdapClient, Scope, ServerSettings, TlsMode
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    PlainValidator,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core.core_schema import ErrorType
+
+from bridge.config import FilePath, Model, Secret, describe, problem
+from bridge.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from bridge.ldap.client import Entry, LdapClient, LdapError, Scope, ServerSettings, TlsMode
+from bridge.ldap.errors import translate
 from bridge.ldap.escape import parse_dn, placeholders
 from bridge.net import client_tls_context, is_loopback
 
 logger = logging.getLogger("bridge.ldap")
 
 CLIENTS = ("asyncio", "ldap3")
-DEFAULT_CLIENT = "asyncio"  # our own wire client on the event loop; "ldap3": threads
+DEFAULT_CLIENT: Final = "asyncio"  # our own wire client on the event loop; "ldap3": threads
 DEFAULT_THREADS = 64
+READY_TIMEOUT = 3.0  # seconds for ready(): a probe must not hang like a request may
+
+
+# -- cross-key rules, checked even when another key is wrong ---------------------------
+
+
+class Checked(Model):
+    """A table with cross-key rules that are checked even when some other key is wrong.
+
+    pydantic runs after-validators only once every key has validated, so a bad
+    `timeout` would hide that the same table sends passwords in clear text.
+    `rules()` yields the cross-key problems (`problem(message, key)`); it runs on
+    the validated table or, when some keys are wrong, on those that are right:
+    a rule reads a key only if `self.valid(key)`.
+    """
+
+    _invalid: frozenset[str] = PrivateAttr(default=frozenset())
+    _input: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def valid(self, *names: str) -> bool:
+        """Whether these keys validated (always, once the whole table has)."""
+        return not self._invalid.intersection(names)
+
+    def given(self, key: str) -> Any:
+        """What the file says at `key`, for a rule that can use part of an invalid key."""
+        return self._input.get(key)
+
+    def rules(self) -> Iterator[PydanticCustomError]:
+        return iter(())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _check_rules(cls, data: Any, handler: ModelWrapValidatorHandler[Self],
+                     info: ValidationInfo) -> Self:
+        try:
+            value = handler(data)
+        except ValidationError as exc:
+            partial = cls._partial(data, exc, info)
+            found = list(partial.rules()) if partial is not None else []
+            if not found:
+                raise
+            raise _merged(exc, found) from None
+        found = list(value.rules())
+        if found:
+            raise _merged(None, found)
+        return value
+
+    @classmethod
+    def _partial(cls, data: Any, exc: ValidationError, info: ValidationInfo) -> Self | None:
+        """The keys that are right, each validated alone; the others marked invalid."""
+        if not isinstance(data, dict):
+            return None
+        data = cls._resolve_secrets(data)  # type: ignore[operator]  # the base's KEY_env
+        failed = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+        values: dict[str, Any] = {}
+        given: set[str] = set()
+        invalid: set[str] = set()
+        for name, f in cls.model_fields.items():
+            key = f.alias or name
+            if key in failed or (key not in data and f.is_required()):
+                invalid.add(name)
+            elif key not in data:
+                values[name] = f.get_default(call_default_factory=True)
+            else:
+                kind: Any = Annotated[f.annotation, *f.metadata] if f.metadata else f.annotation
+                adapter: TypeAdapter[Any] = TypeAdapter(kind)
+                try:
+                    values[name] = adapter.validate_python(data[key], context=info.context)
+                except ValidationError:
+                    invalid.add(name)
+                else:
+                    given.add(name)
+        partial = cls.model_construct(_fields_set=given, **values)
+        partial._invalid = frozenset(invalid)
+        partial._input = data
+        return partial
+
+
+_CORE_ERRORS = frozenset(typing.get_args(ErrorType))
+
+
+def _merged(exc: ValidationError | None, found: list[PydanticCustomError]) -> ValidationError:
+    """pydantic's problems of a table and its rules' problems, as one ValidationError."""
+    lines: list[InitErrorDetails] = []
+    for e in exc.errors(include_url=False) if exc is not None else []:
+        kind: Any = e["type"]
+        if kind not in _CORE_ERRORS:  # a custom error: rebuilt with its rendered message
+            kind = PydanticCustomError(kind, "{message}",
+                                       {**(e.get("ctx") or {}), "message": e["msg"]})
+        line: InitErrorDetails = {"type": kind, "loc": e["loc"], "input": e["input"]}
+        if "ctx" in e and isinstance(kind, str):
+            line["ctx"] = e["ctx"]
+        lines.append(line)
+    lines.extend({"type": p, "loc": (), "input": None} for p in found)
+    return ValidationError.from_exception_data("config", lines)
+
+
+def _many(problems: Mapping[str, str]) -> ValidationError:
+    """One problem per key of a table (a map of names), reported at each key."""
+    return ValidationError.from_exception_data("config", [
+        {"type": problem(message), "loc": (key,), "input": None}
+        for key, message in problems.items()])
+
+
+# -- key types -----------------------------------------------------------------------
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+_ATTRIBUTE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]*(;[A-Za-z0-9-]+)*|[0-9]+(\.[0-9]+)+")
+_PLACEHOLDER_ANY = re.compile(r"\{[A-Za-z_]+\}")
+
+
+def _uris(value: Any) -> tuple[str, ...]:
+    uris = [value] if isinstance(value, str) else value
+    if not isinstance(uris, list) or not uris or not all(isinstance(u, str) for u in uris):
+        raise problem("expected an LDAP URI or a list of them, e.g. \"ldaps://ldap.example.org\"")
+    good, bad = _sorted_uris(uris)
+    if bad:
+        raise problem("; ".join(bad))
+    return tuple(good)
+
+
+def _sorted_uris(uris: list[Any]) -> tuple[list[str], list[str]]:
+    """The usable URIs, and a problem for each other one."""
+    good, bad = [], []
+    for uri in uris:
+        if not isinstance(uri, str):
+            continue
+        try:
+            parts = urlsplit(uri)
+            port = parts.port
+        except ValueError as exc:
+            bad.append(f"{uri!r}: {exc}")
+            continue
+        if parts.scheme.lower() not in ("ldap", "ldaps") or not parts.hostname:
+            bad.append(f"{uri!r}: expected ldap://HOST[:PORT] or ldaps://HOST[:PORT]")
+        elif parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+            bad.append(f"{uri!r}: only scheme, host and port are used; give the base DN and "
+                       "filters with their own keys")
+        elif port == 0:
+            bad.append(f"{uri!r}: invalid port")
+        else:
+            good.append(uri)
+    return good, bad
+
+
+Uris = Annotated[tuple[str, ...], PlainValidator(_uris)]
+"""One LDAP URI or a list of them (failover, in order): scheme, host and port only."""
+
+SCOPES = {"base": Scope.BASE, "one": Scope.ONELEVEL, "sub": Scope.SUBTREE}
+
+
+def _scope(value: Any) -> Scope:
+    if isinstance(value, Scope):
+        return value
+    if isinstance(value, str) and value in SCOPES:
+        return SCOPES[value]
+    raise problem(f"expected one of {', '.join(map(repr, SCOPES))}, received {describe(value)}")
+
+
+ScopeName = Annotated[Scope, PlainValidator(_scope)]
+"""A search scope: "base", "one" or "sub"."""
+
+
+def attribute_map(reserved: Mapping[str, str]) -> Callable[[Any], dict[str, str]]:
+    """`[KEY] name = "ldapAttribute"`: what becomes an identity attribute or an account field."""
+    def check(value: Any) -> dict[str, str]:
+        if not isinstance(value, dict):
+            raise problem(f"expected a table, received {describe(value)}")
+        problems = {}
+        for name, attribute in value.items():
+            if name in reserved:
+                problems[name] = reserved[name]
+            elif not isinstance(attribute, str):
+                problems[name] = f"expected a string, received {describe(attribute)}"
+            elif not _ATTRIBUTE_NAME.fullmatch(attribute):
+                problems[name] = (f"{attribute!r} is not an LDAP attribute name" if attribute
+                                  else "must not be empty")
+        if problems:
+            raise _many(problems)
+        return dict(value)
+    return check
+
+
+def template(kind: Literal["dn", "filter", "upn"], allowed: tuple[str, ...],
+             needs: str | None = None) -> Callable[[Any], str]:
+    """A DN, filter or UPN template: known placeholders only, and the shape of its kind."""
+    def braced(names: typing.Iterable[str]) -> str:
+        return ", ".join("{" + n + "}" for n in names)
+
+    def check(text: Any) -> str:
+        if not isinstance(text, str):
+            raise problem(f"expected a string, received {describe(text)}")
+        if not text:
+            raise problem("must not be empty")
+        found = []
+        unknown = placeholders(text) - set(allowed)
+        if unknown:
+            found.append(f"unknown placeholder(s) {braced(sorted(unknown))}; "
+                         f"allowed: {braced(allowed)}")
+        if needs and f"{{{needs}}}" not in text:
+            found.append(f"must contain {{{needs}}}")
+        if kind == "dn" and not _dn_shaped(text):
+            found.append(f"{text!r} is not a DN template: expected ATTRIBUTE=VALUE parts "
+                         "separated by commas, e.g. \"uid={username},ou=people,dc=example,"
+                         "dc=org\"")
+        if kind == "filter" and not _balanced(text):
+            found.append(f"{text!r} is not an LDAP filter: it must be enclosed in "
+                         "parentheses, and they must balance")
+        if kind == "upn" and not found and not re.fullmatch(r"\{username\}@[^@\s{}]+", text):
+            found.append("expected \"{username}@DOMAIN\", e.g. \"{username}@example.test\"")
+        if found:
+            raise problem("; ".join(found))
+        return text
+    return check
+
+
+def _dn_shaped(template: str) -> bool:
+    """Every RDN of the template (placeholders filled with a plain value) is TYPE=VALUE."""
+    filled = _PLACEHOLDER_ANY.sub("x", template.replace("{dn}", "cn=x"))
+    return all(t and _ATTRIBUTE_NAME.fullmatch(t) and v
+               for rdn in parse_dn(filled) for t, v in rdn)
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth < 0 or (depth == 0 and i < len(text) - 1):
+            return False
+    return text.startswith("(") and depth == 0
+
+
+# -- the connection keys -------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -48,82 +302,106 @@ class Directory:
         return AsyncLdapClient(self.server)
 
 
-def _uris(cfg: Section) -> list[str]:
-    raw = cfg.raw("uri")
-    uris = [raw] if isinstance(raw, str) else raw
-    if raw is not None and (not isinstance(uris, list) or not uris
-                            or not all(isinstance(u, str) for u in uris)):
-        cfg.problem("uri", "expected an LDAP URI or a list of them, e.g. "
-                           "\"ldaps://ldap.example.org\"")
-        return []
-    good = []
-    for uri in uris or []:
-        try:
-            parts = urlsplit(uri)
-            port = parts.port
-        except ValueError as exc:
-            cfg.problem("uri", f"{uri!r}: {exc}")
-            continue
-        if parts.scheme.lower() not in ("ldap", "ldaps") or not parts.hostname:
-            cfg.problem("uri", f"{uri!r}: expected ldap://HOST[:PORT] or ldaps://HOST[:PORT]")
-        elif parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-            cfg.problem("uri", f"{uri!r}: only scheme, host and port are used; give the base "
-                               "DN and filters with their own keys")
-        elif port == 0:
-            cfg.problem("uri", f"{uri!r}: invalid port")
-        else:
-            good.append(uri)
-    return good
+class DirectoryConfig(Checked):
+    """The connection keys of an `[auth]` or `[source]` table of type "ldap"."""
+
+    client: Literal["asyncio", "ldap3"] = DEFAULT_CLIENT
+    uri: Uris = ()
+    tls: Literal["starttls", "none"] = "starttls"
+    tls_verify: bool = True
+    ca_file: FilePath | None = None
+    tls_name: NonEmpty | None = None
+    allow_cleartext: bool = False
+    connect_timeout: float = Field(3.0, ge=0.1, le=60)
+    timeout: float = Field(5.0, ge=0.1, le=300)
+    pool_size: int = Field(8, ge=1, le=1024)
+    threads: int = Field(DEFAULT_THREADS, ge=1, le=1024)
+    reset_after_bind: bool = True
+    bind_dn: NonEmpty | None = None
+    """The service account; None: anonymous searches."""
+    bind_password: Secret = ""
+
+    def connects(self) -> bool:
+        """Whether this table talks to a directory (an identity-only source does not)."""
+        return True
+
+    def rules(self) -> Iterator[PydanticCustomError]:
+        if not self.connects():
+            return
+        if self.valid("uri") and not self.uri:
+            yield problem("is required", "uri")
+        if self.valid("tls", "allow_cleartext") and self.tls == "none" \
+                and not self.allow_cleartext:
+            for uri in self.uri if self.valid("uri") else self._usable_uris():
+                parts = urlsplit(uri)
+                if parts.scheme.lower() == "ldap" and not is_loopback(parts.hostname or ""):
+                    yield problem(f"{uri!r} would carry passwords in clear text: use an "
+                                  "ldaps:// URI or tls = \"starttls\" (or set allow_cleartext = "
+                                  "true if the network is trusted)", "tls")
+        if self.valid("ca_file", "tls_verify") and self.ca_file is not None \
+                and self.ca_file.is_file():
+            try:  # the context both clients will build: the shared TLS policy of bridge.net
+                client_tls_context(str(self.ca_file), verify=self.tls_verify)
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                yield problem(f"{self.ca_file} is not a readable PEM CA certificate: {exc}",
+                              "ca_file")
+        if self.valid("tls_verify") and not self.tls_verify:
+            logger.warning("LDAP %s: tls_verify = false, the server's certificate is not "
+                           "checked", ", ".join(self.uri) if self.valid("uri") else "")
+        if self.valid("bind_dn", "bind_password"):
+            given = "bind_password" in self.model_fields_set
+            if self.bind_dn is None and given:
+                yield problem("needs bind_dn", "bind_password")
+            elif self.bind_dn is not None and not given:
+                yield problem("is required (or bind_password_env / bind_password_file)",
+                              "bind_password")
+            elif self.bind_dn is not None and not self.bind_password:
+                yield problem("must not be empty (an empty password is an anonymous bind)",
+                              "bind_password")
+
+    def _usable_uris(self) -> list[str]:
+        """The good URIs of an invalid `uri` (which is reported already)."""
+        raw = self.given("uri")
+        return _sorted_uris([raw] if isinstance(raw, str) else raw)[0] \
+            if isinstance(raw, str | list) else []
+
+    def directory(self) -> Directory:
+        all_ldaps = bool(self.uri) and all(u.lower().startswith("ldaps:") for u in self.uri)
+        server = ServerSettings(
+            uris=self.uri,
+            tls=TlsMode.LDAPS if all_ldaps else TlsMode(self.tls),
+            ca_file=str(self.ca_file) if self.ca_file else None,
+            verify=self.tls_verify,
+            tls_name=self.tls_name,
+            connect_timeout=self.connect_timeout,
+            timeout=self.timeout,
+            pool_size=self.pool_size,
+            service_dn=self.bind_dn,
+            service_password=self.bind_password if self.bind_dn else None,
+            reset_after_bind=self.reset_after_bind,
+        )
+        return Directory(self.client, server, self.threads)
 
 
-def read_directory(cfg: Section) -> Directory:
-    """Read the connection keys of an `[auth]` or `[source]` table of type "ldap"."""
-    client = cfg.str("client", DEFAULT_CLIENT, choices=CLIENTS)
-    uris = _uris(cfg)
-    tls = cfg.str("tls", "starttls", choices=("starttls", "none"))
-    verify = cfg.bool("tls_verify", True)
-    ca_file = cfg.path_value("ca_file", None) if "ca_file" in cfg else None
-    if ca_file is not None and ca_file.is_file():
-        try:  # the context both clients will build: the shared TLS policy of bridge.net
-            client_tls_context(str(ca_file), verify=verify)
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            cfg.problem("ca_file", f"{ca_file} is not a readable PEM CA certificate: {exc}")
-    tls_name = cfg.str("tls_name", None, nonempty=True) if "tls_name" in cfg else None
-    allow_cleartext = cfg.bool("allow_cleartext", False)
-    if tls == "none" and not allow_cleartext:
-        for uri in uris:
-            parts = urlsplit(uri)
-            if parts.scheme.lower() == "ldap" and not is_loopback(parts.hostname or ""):
-                cfg.problem("tls", f"{uri!r} would carry passwords in clear text: use an "
-                                   "ldaps:// URI or tls = \"starttls\" (or set allow_cleartext = "
-                                   "true if the network is trusted)")
-    if not verify:
-        logger.warning("LDAP %s: tls_verify = false, the server's certificate is not checked",
-                       cfg.path)
-    bind_dn = cfg.str("bind_dn", None, nonempty=True) if "bind_dn" in cfg else None
-    reported = len(cfg.problems)
-    password = cfg.secret("bind_password", required=bind_dn is not None)
-    if bind_dn is None and password is not None:
-        cfg.problem("bind_password", "needs bind_dn")
-    elif bind_dn is not None and password == "" and len(cfg.problems) == reported:
-        cfg.problem("bind_password", "must not be empty (an empty password is an "
-                                     "anonymous bind)")
-    all_ldaps = bool(uris) and all(u.lower().startswith("ldaps:") for u in uris)
-    server = ServerSettings(
-        uris=tuple(uris),
-        tls=TlsMode.LDAPS if all_ldaps else TlsMode(tls),
-        ca_file=str(ca_file) if ca_file else None,
-        verify=verify,
-        tls_name=tls_name,
-        connect_timeout=cfg.float("connect_timeout", 3.0, min=0.1, max=60),
-        timeout=cfg.float("timeout", 5.0, min=0.1, max=300),
-        pool_size=cfg.int("pool_size", 8, min=1, max=1024),
-        service_dn=bind_dn,
-        service_password=password if bind_dn else None,
-        reset_after_bind=cfg.bool("reset_after_bind", True),
-    )
-    threads = cfg.int("threads", DEFAULT_THREADS, min=1, max=1024)
-    return Directory(client, server, threads)
+async def probe(client: LdapClient) -> None:
+    """Raise an UpstreamError unless the directory answers now: the backends' `ready()`.
+
+    One read of the root DSE, as the service account (the search pool binds it;
+    a refused one is held back like on the request path, so probing cannot lock
+    it out) or anonymously without one, within READY_TIMEOUT.
+    """
+    settings = client.settings
+    limit = min(READY_TIMEOUT, settings.connect_timeout + settings.timeout)
+    try:
+        async with asyncio.timeout(limit):
+            await client.search("", Scope.BASE, "(objectClass=*)", ["1.1"])
+    except TimeoutError as exc:
+        raise UpstreamTimeout(f"LDAP: no answer to a root DSE read within {limit:g}s") from exc
+    except LdapError as exc:
+        error = translate(exc)
+        if not isinstance(error, UpstreamError):  # a refusal a search would be a 500 for
+            error = UpstreamUnavailable(error.detail)
+        raise error from exc
 
 
 # -- directory data ------------------------------------------------------------
@@ -134,7 +412,7 @@ BINARY_ATTRIBUTES = frozenset({
     "cacertificate", "usersmimecertificate", "mssfu30sid", "msexchmailboxguid",
     "ms-ds-consistencyguid", "sidhistory", "tokengroups", "photo", "audio",
 })
-BINARY_ENCODINGS = ("hex", "base64")
+Binary = Literal["hex", "base64"]
 
 
 def text_value(attribute: str, raw: bytes, binary: str = "hex") -> str:
@@ -155,73 +433,3 @@ def first_text(entry: Entry, attribute: str, binary: str = "hex") -> str | None:
     """The first value (in the server's order) of a possibly multi-valued attribute."""
     values = entry.values(attribute)
     return text_value(attribute, values[0], binary) if values else None
-
-
-_PLACEHOLDER_ANY = re.compile(r"\{[A-Za-z_]+\}")
-_ATTRIBUTE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]*(;[A-Za-z0-9-]+)*|[0-9]+(\.[0-9]+)+")
-
-
-def read_attribute_map(cfg: Section, key: str, reserved: dict[str, str]) -> dict[str, str]:
-    """`[KEY] name = "ldapAttribute"`: what becomes an identity attribute or an account field."""
-    table = cfg.table(key)
-    mapping: dict[str, str] = {}
-    for name in list(table.keys()):
-        attribute = table.str(name, nonempty=True)
-        if name in reserved:
-            table.problem(name, reserved[name])
-        elif attribute and not _ATTRIBUTE_NAME.fullmatch(attribute):
-            table.problem(name, f"{attribute!r} is not an LDAP attribute name")
-        elif attribute:
-            mapping[name] = attribute
-    table.done()
-    return mapping
-
-
-SCOPES = {"base": Scope.BASE, "one": Scope.ONELEVEL, "sub": Scope.SUBTREE}
-
-
-def read_scope(cfg: Section, key: str, default: str = "sub") -> Scope:
-    return SCOPES.get(cfg.str(key, default, choices=tuple(SCOPES)), SCOPES[default])
-
-
-def read_template(cfg: Section, key: str, allowed: tuple[str, ...], *, kind: str,
-                  required: bool = True, needs: str | None = None) -> str | None:
-    """A DN or filter template: known placeholders only, and a filter must be parenthesised."""
-    if not required and key not in cfg:
-        cfg.mark(key)
-        return None
-    text = cfg.str(key, nonempty=True)
-    if not text:
-        return None
-    def braced(names: Iterable[str]) -> str:
-        return ", ".join("{" + n + "}" for n in names)
-
-    unknown = placeholders(text) - set(allowed)
-    if unknown:
-        cfg.problem(key, f"unknown placeholder(s) {braced(sorted(unknown))}; "
-                         f"allowed: {braced(allowed)}")
-    if needs and f"{{{needs}}}" not in text:
-        cfg.problem(key, f"must contain {{{needs}}}")
-    if kind == "dn" and not _dn_shaped(text):
-        cfg.problem(key, f"{text!r} is not a DN template: expected ATTRIBUTE=VALUE parts "
-                         "separated by commas, e.g. \"uid={username},ou=people,dc=example,dc=org\"")
-    if kind == "filter" and not _balanced(text):
-        cfg.problem(key, f"{text!r} is not an LDAP filter: it must be enclosed in parentheses, "
-                         "and they must balance")
-    return text
-
-
-def _dn_shaped(template: str) -> bool:
-    """Every RDN of the template (placeholders filled with a plain value) is TYPE=VALUE."""
-    filled = _PLACEHOLDER_ANY.sub("x", template.replace("{dn}", "cn=x"))
-    return all(t and _ATTRIBUTE_NAME.fullmatch(t) and v
-               for rdn in parse_dn(filled) for t, v in rdn)
-
-
-def _balanced(text: str) -> bool:
-    depth = 0
-    for i, ch in enumerate(text):
-        depth += {"(": 1, ")": -1}.get(ch, 0)
-        if depth < 0 or (depth == 0 and i < len(text) - 1):
-            return False
-    return text.startswith("(") and depth == 0

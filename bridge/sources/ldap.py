@@ -31,16 +31,23 @@ per_value accounts in the order of the values.
 
 from __future__ import annotations
 
-from bridge.config import Section
+from collections.abc import Iterator
+from typing import Annotated, Literal
+
+from pydantic import Field, PlainValidator
+from pydantic_core import PydanticCustomError
+
+from bridge.config import problem
 from bridge.errors import BridgeError, InternalError
 from bridge.ldap.client import Entry, LdapClient, LdapError, Scope
 from bridge.ldap.config import (
-    BINARY_ENCODINGS,
-    Directory,
-    read_attribute_map,
-    read_directory,
-    read_scope,
-    read_template,
+    Binary,
+    DirectoryConfig,
+    NonEmpty,
+    ScopeName,
+    attribute_map,
+    probe,
+    template,
     text_value,
 )
 from bridge.ldap.errors import translate
@@ -48,33 +55,64 @@ from bridge.ldap.escape import escape_dn_value, escape_filter_value, fill
 from bridge.models import Account, Credentials, Identity, Scalar
 from bridge.sources import AccountSource
 
-DIRECTORY_KEYS = ("base", "scope", "filter", "fields", "per_value", "max_accounts",
-                  "binary_attributes")
+BaseTemplate = Annotated[str, PlainValidator(template("dn", ("dn", "username")))]
+FilterTemplate = Annotated[str, PlainValidator(template("filter", ("dn", "username")))]
+Fields = Annotated[dict[str, str], PlainValidator(attribute_map(
+    {"dn": "'dn' is always the entry's DN"}))]
+# Keys of the search itself; with the connection keys, only read with from = "directory".
+SEARCH_KEYS = ("base", "scope", "filter", "fields", "per_value", "max_accounts",
+               "binary_attributes")
+
+
+class LdapSourceConfig(DirectoryConfig):
+    """`[source] type = "ldap"`: the identity's attributes, or a search of its own."""
+
+    origin: Literal["identity", "directory"] = Field("identity", alias="from")
+    require: list[str] = Field(default_factory=list)
+    """Accounts without these fields are dropped."""
+    base: BaseTemplate = "{dn}"
+    scope: ScopeName = Scope.BASE
+    filter: FilterTemplate = "(objectClass=*)"
+    fields: Fields = Field(default_factory=dict)
+    per_value: NonEmpty | None = None
+    """One account per value of this field (a multi-valued attribute)."""
+    max_accounts: int = Field(20, ge=1, le=1000)
+    binary_attributes: Binary = "hex"
+
+    def connects(self) -> bool:
+        return self.valid("origin") and self.origin == "directory"
+
+    def rules(self) -> Iterator[PydanticCustomError]:
+        yield from super().rules()
+        if not self.valid("origin"):
+            return
+        if self.origin == "identity":
+            for name in [*DirectoryConfig.model_fields, *SEARCH_KEYS]:
+                if name in self.model_fields_set:
+                    yield problem("only used with from = \"directory\"", name)
+            return
+        if self.valid("fields") and not self.fields:
+            yield problem("needs at least one field = \"ldapAttribute\"", "fields")
+        if self.valid("fields", "per_value") and self.fields and self.per_value is not None \
+                and self.per_value not in self.fields:
+            yield problem(f"{self.per_value!r} is not one of [fields]: "
+                          f"{', '.join(self.fields)}", "per_value")
 
 
 class LdapSource(AccountSource):
-    def __init__(
-        self,
-        *,
-        require: tuple[str, ...] = (),
-        directory: Directory | None = None,
-        base: str = "{dn}",
-        scope: Scope = Scope.BASE,
-        filter: str = "(objectClass=*)",
-        fields: dict[str, str] | None = None,
-        per_value: str | None = None,
-        max_accounts: int = 20,
-        binary: str = "hex",
-    ) -> None:
-        self.require = require
-        self.directory = directory
-        self.base = base
-        self.scope = scope
-        self.filter = filter
-        self.fields = dict(fields or {})
-        self.per_value = per_value
-        self.max_accounts = max_accounts
-        self.binary = binary
+    Config = LdapSourceConfig
+
+    def __init__(self, config: LdapSourceConfig) -> None:
+        super().__init__(config)
+        self.require = tuple(config.require)
+        self.directory = config.directory() if config.origin == "directory" else None
+        self.base = config.base
+        self.scope = config.scope
+        self.filter = config.filter
+        self.fields = dict(config.fields)
+        self.per_value = config.per_value
+        self.max_accounts = config.max_accounts
+        self.binary = config.binary_attributes
         self._client: LdapClient | None = None
 
     @property
@@ -84,38 +122,6 @@ class LdapSource(AccountSource):
             self._client = self.directory.make_client()
         return self._client
 
-    @classmethod
-    def from_config(cls, cfg: Section) -> LdapSource:
-        origin = cfg.str("from", "identity", choices=("identity", "directory"))
-        require = tuple(cfg.list_str("require", []))
-        if origin != "directory":
-            for key in DIRECTORY_KEYS:
-                if key in cfg:
-                    cfg.problem(key, "only used with from = \"directory\"")
-                    cfg.mark(key)
-            return cls(require=require)
-        directory = read_directory(cfg)
-        fields = read_attribute_map(cfg, "fields", {"dn": "'dn' is always the entry's DN"})
-        if not fields:
-            cfg.problem("fields", "needs at least one field = \"ldapAttribute\"")
-        per_value = cfg.str("per_value", None, nonempty=True) if "per_value" in cfg else None
-        if per_value is not None and fields and per_value not in fields:
-            cfg.problem("per_value", f"{per_value!r} is not one of [fields]: "
-                                     f"{', '.join(fields)}")
-        return cls(
-            require=require,
-            directory=directory,
-            base=read_template(cfg, "base", ("dn", "username"), kind="dn", required=False)
-            or "{dn}",
-            scope=read_scope(cfg, "scope", "base"),
-            filter=read_template(cfg, "filter", ("dn", "username"), kind="filter",
-                                 required=False) or "(objectClass=*)",
-            fields=fields,
-            per_value=per_value,
-            max_accounts=cfg.int("max_accounts", 20, min=1, max=1000),
-            binary=cfg.str("binary_attributes", "hex", choices=BINARY_ENCODINGS),
-        )
-
     async def start(self) -> None:
         if self.client is not None:
             await self.client.start()
@@ -123,6 +129,11 @@ class LdapSource(AccountSource):
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
+
+    async def ready(self) -> None:
+        """from = "directory": a root DSE read as its service account; else nothing to check."""
+        if self.client is not None:
+            await probe(self.client)
 
     async def accounts(self, identity: Identity, credentials: Credentials) -> list[Account]:
         if self.directory is None:
