@@ -12,9 +12,10 @@ same way. asyncio only: state changes happen between awaits, no locks.
 What counts: an UpstreamError is a failure, unless the backend marked it
 `answered(...)`: the upstream did answer, but the answer is no use for this
 one request (a status that is wrong for this user, a body that does not
-parse). That is this user's 503, and a success for every breaker it passes
-through (the backend's own and the gateway's), so that one user the upstream
-does not like can never get everyone a CircuitOpen.
+parse). That is this user's 503, and a success for the breaker, so that one
+user the upstream does not like can never get everyone a CircuitOpen. The
+mark travels on the exception itself; there is one breaker per backend, kept
+by the request flow, and backends have none of their own.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -33,7 +33,7 @@ logger = logging.getLogger("bridge.breaker")
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 
 E = TypeVar("E", bound=BaseException)
-_ANSWERED: weakref.WeakSet[BaseException] = weakref.WeakSet()
+_MARK = "_bridge_answered"
 
 
 def answered(exc: E) -> E:
@@ -42,12 +42,12 @@ def answered(exc: E) -> E:
     Breakers record a success for it, not a failure. Returns `exc`, so
     `raise answered(UpstreamUnavailable(...))` reads as one statement.
     """
-    _ANSWERED.add(exc)
+    setattr(exc, _MARK, True)
     return exc
 
 
 def is_answered(exc: BaseException) -> bool:
-    return exc in _ANSWERED
+    return getattr(exc, _MARK, False) is True
 
 
 class CircuitOpen(UpstreamUnavailable):

@@ -11,7 +11,7 @@
 What the answer means (first match wins):
 
 * 5xx, 429, a timeout, no connection: an outage -> UpstreamUnavailable /
-  UpstreamTimeout, counted by the circuit breaker;
+  UpstreamTimeout, counted by this backend's circuit breaker;
 * a status in `failure_status` (default [401, 403]): wrong credentials -> None.
   403 is in the default because portals do use it for a refused login; a WAF
   or proxy in front of the portal that answers 403 would then read as a wrong
@@ -31,7 +31,8 @@ What the answer means (first match wins):
   `groups_field`, and `[auth.attributes]` name = path.
 
 Answers the portal gave (any status below 500 but 429, parsable or not) never
-count toward the circuit breaker; see bridge.upstream.http.
+count toward the circuit breaker; see bridge.upstream.client. The connection
+keys (timeouts, TLS, ready_path, ...) are in bridge.upstream.config.
 
 `{login.password}` may not be in the url path, nor in [query] unless
 `allow_password_in_query = true` (the portal's and every proxy's access log
@@ -51,102 +52,89 @@ in logs like the password. The shared client itself never keeps cookies.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from http.cookies import CookieError, SimpleCookie
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import httpx
+from pydantic import Field
 
 from bridge.auth import Authenticator
-from bridge.config import Section, describe
+from bridge.config import Scalar as ConfigScalar
 from bridge.errors import UpstreamUnavailable
 from bridge.logs import register_secret
 from bridge.models import Credentials, Identity, Scalar
 from bridge.upstream import documents
-from bridge.upstream.documents import read_path, read_paths
-from bridge.upstream.http import Reply, Upstream, read_statuses
-from bridge.upstream.templates import RequestTemplate, UnsafeValue, Values, text_of
+from bridge.upstream.client import Reply, UpstreamClient
+from bridge.upstream.config import DocumentPath, RequestConfig, Statuses
+from bridge.upstream.templates import Problem, UnsafeValue, Values, text_of
 
 logger = logging.getLogger("bridge.auth.website")
 
 TOKEN, COOKIE = "token", "cookie"
 
 
-class WebsiteAuthenticator(Authenticator):
-    def __init__(
-        self,
-        request: RequestTemplate,
-        upstream: Upstream,
-        *,
-        basic_auth: bool = False,
-        success_status: frozenset[int] = frozenset(range(200, 300)),
-        failure_status: frozenset[int] = frozenset({401, 403}),
-        success_field: str | None = None,
-        success_value: Scalar = True,
-        username_field: str | None = None,
-        groups_field: str | None = None,
-        attributes: Mapping[str, str] | None = None,
-        token_field: str | None = None,
-        session_cookies: tuple[str, ...] = (),
-    ) -> None:
-        self.request = request
-        self.upstream = upstream
-        self.basic_auth = basic_auth
-        self.success_status = success_status
-        self.failure_status = failure_status
-        self.success_field = success_field
-        self.success_value = success_value
-        self.username_field = username_field
-        self.groups_field = groups_field
-        self.attributes = dict(attributes or {})
-        self.token_field = token_field
-        self.session_cookies = session_cookies
+class WebsiteConfig(RequestConfig):
+    scopes: ClassVar[tuple[str, ...]] = ("login",)
 
-    @classmethod
-    def from_config(cls, cfg: Section) -> WebsiteAuthenticator:
-        request = RequestTemplate.from_config(cfg, ("login",), default_method="POST")
-        upstream = Upstream.from_config(cfg, "website login", request.url)
-        success_field = read_path(cfg, "success_field")
-        success_value = cfg.raw("success_value", True)
-        if not isinstance(success_value, str | int | bool):
-            cfg.problem("success_value", f"expected text, a number or true/false, "
-                                         f"received {describe(success_value)}")
-        if "success_value" in cfg and success_field is None:
-            cfg.problem("success_value", "needs success_field")
-        success = read_statuses(cfg, "success_status", tuple(range(200, 300)))
-        failure = read_statuses(cfg, "failure_status", (401, 403))
-        if success & failure:
-            cfg.problem("failure_status", f"overlaps success_status: {sorted(success & failure)}")
-        attributes = read_paths(cfg, "attributes")
-        token_field = read_path(cfg, "token_field")
-        cookies = tuple(cfg.list_str("session_cookies", []))
+    method: Literal["GET", "POST"] = "POST"
+    basic_auth: bool = False
+    success_status: Statuses = Field(default_factory=lambda: list(range(200, 300)))
+    failure_status: Statuses = Field(default_factory=lambda: [401, 403])
+    success_field: DocumentPath | None = None
+    success_value: ConfigScalar = True
+    username_field: DocumentPath | None = None
+    groups_field: DocumentPath | None = None
+    attributes: dict[str, DocumentPath] = {}
+    token_field: DocumentPath | None = None
+    session_cookies: list[str] = []
+
+    def _problems(self) -> list[Problem]:
+        found = super()._problems()
+        if "success_value" in self.model_fields_set and self.success_field is None:
+            found.append((("success_value",), "needs success_field"))
+        overlap = set(self.success_status) & set(self.failure_status)
+        if overlap:
+            found.append((("failure_status",), f"overlaps success_status: {sorted(overlap)}"))
         reserved = {"username": "username_field"}
-        if token_field is not None:
+        if self.token_field is not None:
             reserved[TOKEN] = "token_field"
-        if cookies:
+        if self.session_cookies:
             reserved[COOKIE] = "session_cookies"
-        for name in attributes.keys() & reserved.keys():
-            cfg.problem(f"attributes.{name}", f"'{name}' is set by {reserved[name]}")
-        return cls(
-            request,
-            upstream,
-            basic_auth=cfg.bool("basic_auth", False),
-            success_status=success,
-            failure_status=failure,
-            success_field=success_field,
-            success_value=success_value,
-            username_field=read_path(cfg, "username_field"),
-            groups_field=read_path(cfg, "groups_field"),
-            attributes=attributes,
-            token_field=token_field,
-            session_cookies=cookies,
-        )
+        found += [(("attributes", name), f"'{name}' is set by {reserved[name]}")
+                  for name in sorted(self.attributes.keys() & reserved.keys())]
+        return found
+
+
+class WebsiteAuthenticator(Authenticator):
+    Config = WebsiteConfig
+
+    def __init__(self, config: WebsiteConfig) -> None:
+        super().__init__(config)
+        self.request = config.template()
+        self.upstream = UpstreamClient(f"website login {self.request.host}",
+                                       self.request.url.origin, config)
+        self.basic_auth = config.basic_auth
+        self.success_status = frozenset(config.success_status)
+        self.failure_status = frozenset(config.failure_status)
+        self.success_field = config.success_field
+        self.success_value: Scalar = config.success_value
+        self.username_field = config.username_field
+        self.groups_field = config.groups_field
+        self.attributes = dict(config.attributes)
+        self.token_field = config.token_field
+        self.session_cookies = tuple(config.session_cookies)
+        # Older files' per-upstream breaker keys: settings for this backend's one breaker.
+        self.breaker_failures: int | None = config.breaker_failures
+        self.breaker_cooldown: float | None = config.breaker_cooldown
 
     async def start(self) -> None:
         await self.upstream.start()
 
     async def close(self) -> None:
         await self.upstream.close()
+
+    async def ready(self) -> None:
+        await self.upstream.ready()
 
     async def authenticate(self, credentials: Credentials) -> Identity | None:
         auth = None

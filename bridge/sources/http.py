@@ -15,7 +15,7 @@
 What the answer means: a status in `not_found_status` (default [404]) is "no
 account"; 2xx is parsed (JSON, or XML, see bridge.upstream.documents); 5xx,
 429, timeouts and connection failures are an outage (503, counted by the
-circuit breaker); any other 4xx (401/403: our credentials or the user's
+backend's circuit breaker); any other 4xx (401/403: our credentials or the user's
 session were refused; 400/422: the API does not accept this request) is an
 InternalError, a 500 for this user that the breaker does not count, so one
 user the API refuses never shuts everyone out; another status (an unfollowed
@@ -30,249 +30,82 @@ placed safely (a "." or ".." path segment, a line break in a header) also
 means no account: nothing is sent. One without a value (an identity
 attribute the login did not return) is a configuration mismatch: 500.
 
-Authentication towards the API ([source.auth] type = ...):
-  "bearer"   token(_env/_file)                    -> Authorization: Bearer ...
-  "api_key"  header = "X-API-Key", key(_env/_file)
-  "basic"    username, password(_env/_file)
-  "oauth2"   client credentials via authlib: token_url, client_id,
-             client_secret(_env/_file), scope, token_auth_method
-             ("client_secret_basic" or "client_secret_post"); the token is
-             cached until 60 s before it expires, and dropped after a 401.
-             Token fetches go through the API's circuit breaker: a dead or
-             refusing token endpoint opens it like a dead API (503 at once),
-             and requests that queued behind a failed fetch share its
-             failure instead of fetching again one after the other.
-Mutual TLS (client_cert/client_key) and the other connection keys are in
-bridge.upstream.http; they combine with any of these.
+Authentication towards the API ([source.auth] type = "bearer", "api_key",
+"basic" or "oauth2"): see bridge.upstream.credentials. A dead or refusing
+token endpoint is an outage of this source like a dead API. Mutual TLS
+(client_cert/client_key) and the other connection keys are in
+bridge.upstream.config; they combine with any of these.
 """
 
 from __future__ import annotations
 
-import asyncio
-import importlib
 import logging
-import warnings
-from collections.abc import Generator
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
+from pydantic import Field, field_validator
 
-from bridge.breaker import CircuitBreaker
-from bridge.config import Section
-from bridge.errors import (
-    BridgeError,
-    InternalError,
-    UpstreamError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
+from bridge.errors import InternalError, UpstreamUnavailable
 from bridge.mapping import MissingField
 from bridge.models import Account, Credentials, Identity, Scalar
 from bridge.sources import AccountSource
 from bridge.upstream import documents
-from bridge.upstream.documents import read_path, read_paths
-from bridge.upstream.http import (
-    Reply,
-    Upstream,
-    check_scheme,
-    describe_failure,
-    read_statuses,
+from bridge.upstream.client import Reply, UpstreamClient
+from bridge.upstream.config import DocumentPath, RequestConfig, Statuses, scheme_problem
+from bridge.upstream.credentials import (
+    OAuth2Auth,
+    OAuth2ClientCredentials,
+    ServiceAuthConfig,
+    parse_service_auth,
+    service_auth,
 )
-from bridge.upstream.templates import HEADER_NAME, RequestTemplate, UnsafeValue, Values
+from bridge.upstream.templates import Problem, UnsafeValue, Values
 
 logger = logging.getLogger("bridge.sources.http")
 
-AUTH_TYPES = ("bearer", "api_key", "basic", "oauth2")
-OAUTH2_METHODS = ("client_secret_basic", "client_secret_post")
 
+class HTTPSourceConfig(RequestConfig):
+    scopes: ClassVar[tuple[str, ...]] = ("identity", "login")
 
-class HeaderAuth(httpx.Auth):
-    """One fixed header on every request (bearer token, API key)."""
+    accounts_path: DocumentPath = ""
+    fields: dict[str, DocumentPath] = {}
+    not_found_status: Statuses = Field(default_factory=lambda: [404])
+    auth: ServiceAuthConfig | None = None
 
-    def __init__(self, name: str, value: str) -> None:
-        self.name = name
-        self.value = value
+    _auth = field_validator("auth", mode="plain")(parse_service_auth)
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers[self.name] = self.value
-        yield request
+    @field_validator("not_found_status")
+    @classmethod
+    def _not_found(cls, value: list[int]) -> list[int]:
+        if any(200 <= s < 300 or s >= 500 for s in value):
+            raise ValueError("must be 3xx or 4xx codes")
+        return value
 
-
-def _authlib() -> Any:
-    """authlib's httpx integration, imported only when OAuth2 is configured.
-
-    Recent authlib prefers the `httpx2` fork and warns when it finds plain
-    httpx; we are built on httpx, so the warning is silenced here and a mismatch
-    (httpx2 installed) is reported as a configuration problem instead.
-    """
-    with warnings.catch_warnings():
-        importlib.import_module("authlib.deprecate")  # it installs an "always" filter first
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return importlib.import_module("authlib.integrations.httpx_client")
-
-
-class OAuth2ClientCredentials:
-    """A token from the client credentials grant, fetched through the upstream's own client."""
-
-    def __init__(self, token_url: str, client_id: str, client_secret: str, scope: str | None,
-                 method: str) -> None:
-        self.token_url = token_url
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.scope = scope
-        self.method = method
-        self._lock: asyncio.Lock | None = None  # made in the running loop, on first use
-        self._stale = False
-        self._fetches = 0  # fetch attempts that have ended, for requests waiting on the lock
-        self._failed: tuple[type[UpstreamError], str] | None = None  # the last one's failure
-
-    def factory(self) -> Any:
-        return partial(_authlib().AsyncOAuth2Client, client_id=self.client_id,
-                       client_secret=self.client_secret, scope=self.scope,
-                       token_endpoint=self.token_url, grant_type="client_credentials",
-                       token_endpoint_auth_method=self.method)
-
-    async def auth(self, client: Any, name: str, breaker: CircuitBreaker) -> httpx.Auth:
-        """The client's token auth, after fetching a token if there is none or it expired.
-
-        Token requests are bounded by the client's timeouts and the request's
-        deadline, and go through `breaker` (the API's): without a token the
-        API cannot be used, so a failing token endpoint opens it, and an open
-        circuit answers at once instead of trying the endpoint again. A
-        request that waited while a fetch failed gets that failure too.
-        """
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        waited_for = self._fetches
-        async with self._lock:  # one fetch when many requests find the token expired
-            if self._fetches != waited_for and self._failed is not None:
-                kind, detail = self._failed  # it failed while this request waited:
-                raise kind(detail)           # no new fetch, the same answer
-            if client.token is None or self._stale or client.token.is_expired():
-                try:
-                    with breaker.guard():  # CircuitOpen at once while it is open
-                        await self._fetch(client, name)
-                except UpstreamError as exc:
-                    self._failed = (type(exc), exc.detail)
-                    self._fetches += 1
-                    raise
-                self._failed = None
-                self._fetches += 1
-                self._stale = False
-        return client.token_auth
-
-    def invalidate(self) -> None:
-        self._stale = True
-
-    async def _fetch(self, client: Any, name: str) -> None:
-        """Raise UpstreamError, never chained to httpx/authlib errors (their texts name URLs)."""
-        where = f"{name}: token endpoint"
-        failure: BridgeError | None = None
-        try:
-            token = await client.fetch_token(self.token_url, grant_type="client_credentials")
-        except _authlib().OAuthError as exc:
-            failure = UpstreamUnavailable(f"{where} refused the client: {exc.error}")
-        except httpx.TimeoutException as exc:
-            failure = UpstreamTimeout(f"{where}: {describe_failure(exc)}")
-        except httpx.HTTPStatusError as exc:  # its str() names the URL
-            failure = UpstreamUnavailable(f"{where}: HTTP {exc.response.status_code}")
-        except httpx.HTTPError as exc:
-            failure = UpstreamUnavailable(f"{where}: {describe_failure(exc)}")
-        except ValueError:
-            failure = UpstreamUnavailable(f"{where}: malformed answer")
-        if failure is not None:
-            raise failure  # outside the handlers: nothing is chained to it
-        if not token.get("access_token"):
-            raise UpstreamUnavailable(f"{where}: answer without access_token")
-        logger.info("%s: fetched an OAuth2 token (expires in %ss)", name,
-                    token.get("expires_in", "?"))
-
-
-def read_auth(cfg: Section, allow_http: bool) -> httpx.Auth | OAuth2ClientCredentials | None:
-    if "auth" not in cfg:
-        cfg.mark("auth")
-        return None
-    table = cfg.table("auth")
-    kind = table.str("type", choices=AUTH_TYPES)
-    result: httpx.Auth | OAuth2ClientCredentials | None = None
-    if kind == "bearer":
-        result = HeaderAuth("Authorization", f"Bearer {_header_secret(table, 'token')}")
-    elif kind == "api_key":
-        header = table.str("header", "X-API-Key", nonempty=True)
-        if not HEADER_NAME.fullmatch(header):
-            table.problem("header", f"{header!r} is not a valid header name")
-        result = HeaderAuth(header, _header_secret(table, "key"))
-    elif kind == "basic":
-        result = httpx.BasicAuth(table.str("username", nonempty=True),
-                                 table.secret("password") or "")
-    elif kind == "oauth2":
-        token_url = table.str("token_url", nonempty=True)
-        try:
-            url = httpx.URL(token_url)
-            if url.scheme not in ("http", "https") or not url.host:
-                raise httpx.InvalidURL("scheme")
-            check_scheme(table, "token_url", url, allow_http)
-        except httpx.InvalidURL:
-            if token_url:
-                table.problem("token_url", "must be an http(s):// URL")
-        if not issubclass(_authlib().AsyncOAuth2Client, httpx.AsyncClient):
-            table.problem("type", "authlib is using httpx2, not httpx: OAuth2 needs them to "
-                                  "match (uninstall httpx2 or pin authlib)")
-        scope = table.raw("scope", None)
-        if isinstance(scope, list):
-            scope = " ".join(str(s) for s in scope)
-        if scope is not None and not isinstance(scope, str):
-            table.problem("scope", "expected text or a list of text")
-            scope = None
-        result = OAuth2ClientCredentials(
-            token_url, table.str("client_id", nonempty=True), table.secret("client_secret") or "",
-            scope, table.str("token_auth_method", "client_secret_basic", choices=OAUTH2_METHODS))
-    table.done()
-    return result
-
-
-def _header_secret(table: Section, key: str) -> str:
-    value = table.secret(key) or ""
-    if value != value.strip() or any(ord(c) < 32 or ord(c) == 127 for c in value):
-        table.problem(key, "the secret has spaces around it or control characters "
-                           "(a stray newline in the file or variable?)")
-    return value
+    def _problems(self) -> list[Problem]:
+        found = super()._problems()
+        if isinstance(self.auth, OAuth2Auth):
+            why = scheme_problem(httpx.URL(self.auth.token_url), self.allow_http)
+            if why is not None:
+                found.append((("auth", "token_url"), why))
+        return found
 
 
 class HTTPSource(AccountSource):
-    def __init__(
-        self,
-        request: RequestTemplate,
-        upstream: Upstream,
-        *,
-        accounts_path: str = "",
-        fields: dict[str, str] | None = None,
-        not_found_status: frozenset[int] = frozenset({404}),
-        auth: httpx.Auth | OAuth2ClientCredentials | None = None,
-    ) -> None:
-        self.request = request
-        self.upstream = upstream
-        self.accounts_path = accounts_path
-        self.fields = dict(fields or {})
-        self.not_found_status = not_found_status
-        self.auth = auth
+    Config = HTTPSourceConfig
 
-    @classmethod
-    def from_config(cls, cfg: Section) -> HTTPSource:
-        request = RequestTemplate.from_config(cfg, ("identity", "login"))
-        upstream = Upstream.from_config(cfg, "http source", request.url)
-        not_found = read_statuses(cfg, "not_found_status", (404,))
-        if any(200 <= s < 300 or s >= 500 for s in not_found):
-            cfg.problem("not_found_status", "must be 3xx or 4xx codes")
-        return cls(
-            request,
-            upstream,
-            accounts_path=read_path(cfg, "accounts_path") or "",
-            fields=read_paths(cfg, "fields"),
-            not_found_status=not_found,
-            auth=read_auth(cfg, upstream.settings.allow_http),
-        )
+    def __init__(self, config: HTTPSourceConfig) -> None:
+        super().__init__(config)
+        self.request = config.template()
+        self.upstream = UpstreamClient(f"http source {self.request.host}",
+                                       self.request.url.origin, config)
+        self.accounts_path = config.accounts_path
+        self.fields = dict(config.fields)
+        self.not_found_status = frozenset(config.not_found_status)
+        self.auth = service_auth(config.auth)
+        # Older files' per-upstream breaker keys: settings for this backend's one breaker.
+        self.breaker_failures: int | None = config.breaker_failures
+        self.breaker_cooldown: float | None = config.breaker_cooldown
 
     async def start(self) -> None:
         if isinstance(self.auth, OAuth2ClientCredentials):
@@ -282,6 +115,9 @@ class HTTPSource(AccountSource):
 
     async def close(self) -> None:
         await self.upstream.close()
+
+    async def ready(self) -> None:
+        await self.upstream.ready()
 
     async def accounts(self, identity: Identity, credentials: Credentials) -> list[Account]:
         name = self.upstream.name
@@ -295,7 +131,7 @@ class HTTPSource(AccountSource):
                                 f"{identity.username!r}") from None
         auth = self.auth
         if isinstance(auth, OAuth2ClientCredentials):
-            auth = await auth.auth(self.upstream.client, name, self.upstream.breaker)
+            auth = await auth.auth(self.upstream.http, name)
         return await self.upstream.call(prepared, partial(self._accounts, identity), auth)
 
     def _accounts(self, identity: Identity, reply: Reply) -> list[Account]:

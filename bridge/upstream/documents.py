@@ -25,7 +25,6 @@ from typing import Any
 
 from lxml import etree
 
-from bridge.config import Section
 from bridge.models import Scalar
 
 MISSING: Any = object()
@@ -49,27 +48,6 @@ def check_path(path: str) -> str | None:
     if any(part == "" for part in path.split(".")):
         return f"path {path!r} has an empty part (write 'a.b', or a JSON Pointer '/a/b')"
     return None
-
-
-def read_path(cfg: Section, key: str) -> str | None:
-    """An optional dotted path or JSON Pointer, checked."""
-    if key not in cfg:
-        cfg.mark(key)
-        return None
-    path = cfg.str(key)
-    if (why := check_path(path)) is not None:
-        cfg.problem(key, why)
-    return path
-
-
-def read_paths(cfg: Section, key: str) -> dict[str, str]:
-    table = cfg.table(key)
-    paths = {}
-    for name in list(table.keys()):
-        path = read_path(table, name)
-        if path is not None:
-            paths[name] = path
-    return paths
 
 
 def parent(path: str) -> str:

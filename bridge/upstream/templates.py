@@ -35,11 +35,13 @@ from urllib.parse import quote, quote_plus, urlencode
 
 import httpx
 
-from bridge.config import Section, describe
+from bridge.config import describe
 from bridge.mapping import Context, Field, parse_template, text_of
 from bridge.models import Account, Credentials, Identity, Scalar
 
 Parts = tuple[str | Field, ...]
+Problem = tuple[tuple[str | int, ...], str]
+"""Where (key path inside the table) and what: a configuration problem."""
 
 _ORIGIN = re.compile(r"(https?)://([^/?#{}\s@]+)(.*)", re.DOTALL | re.IGNORECASE)
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -63,7 +65,7 @@ class Values:
         return Context(identity, Account(), self.credentials).lookup(f)
 
 
-def _is_password(part: str | Field) -> bool:
+def is_password(part: str | Field) -> bool:
     return isinstance(part, Field) and part.scope == "login" and part.name == "password"
 
 
@@ -129,7 +131,7 @@ class URLTemplate:
         if path and not path.startswith("/"):
             raise ValueError("the path must start with '/'")
         parts = compile_template(path[1:], scopes)
-        if any(_is_password(p) for p in parts):
+        if any(is_password(p) for p in parts):
             raise ValueError("{login.password} must not be in the url path (it would end up "
                              "in access logs); use the body or basic_auth")
         segments: list[list[str | Field]] = [[]]
@@ -179,47 +181,6 @@ class RequestTemplate:
     json_body: Any = None
     form: tuple[tuple[str, Parts], ...] | None = None
 
-    @classmethod
-    def from_config(cls, cfg: Section, scopes: tuple[str, ...],
-                    default_method: str = "GET") -> RequestTemplate:
-        """Read url, method, query, headers and json or form from a backend's table."""
-        url_text = cfg.str("url", nonempty=True)
-        url = URLTemplate("https://invalid", ((),), "")  # reported; reading goes on
-        if url_text:
-            try:
-                url = URLTemplate.parse(url_text, scopes)
-            except ValueError as exc:
-                cfg.problem("url", str(exc))
-        method = cfg.str("method", default_method, choices=("GET", "POST"))
-        query = _templates(cfg, "query", scopes)
-        if not cfg.bool("allow_password_in_query", False):
-            for name, parts in query:
-                if any(_is_password(p) for p in parts):
-                    cfg.problem(f"query.{name}", "{login.password} in the query string ends up "
-                                "in the access logs of the server and of every proxy on the "
-                                "way; send it in the body ([json] or [form]) or with "
-                                "basic_auth, or set allow_password_in_query = true if the "
-                                "server accepts nothing else")
-        headers = _templates(cfg, "headers", scopes)
-        for name, parts in headers:
-            if not HEADER_NAME.fullmatch(name):
-                cfg.problem(f"headers.{name}", "is not a valid header name")
-            literal = "".join(p for p in parts if isinstance(p, str))
-            if _HEADER_UNSAFE.search(literal):
-                cfg.problem(f"headers.{name}", "must not contain line breaks or controls")
-        json_body = None
-        form = None
-        if "json" in cfg and "form" in cfg:
-            cfg.problem("form", "give either a json or a form body, not both")
-        if "json" in cfg:
-            json_body = _json_template(cfg, "json", cfg.table("json").data, scopes)
-        if "form" in cfg:
-            form = _templates(cfg, "form", scopes)
-        if method == "GET" and (json_body is not None or form is not None):
-            cfg.problem("method", "a GET request has no body: use method = \"POST\", or "
-                                  "the [query] table")
-        return cls(method, url, query, headers, json_body, form)
-
     def prepare(self, values: Values) -> Prepared:
         """Fill the placeholders; raise UnsafeValue, or bridge.mapping.MissingField."""
         unicode_error = False
@@ -255,38 +216,53 @@ class RequestTemplate:
         return self.url.host
 
 
-def _templates(cfg: Section, key: str, scopes: tuple[str, ...]) -> tuple[tuple[str, Parts], ...]:
-    table = cfg.table(key)
-    result = []
-    for name in list(table.keys()):
-        raw = table.raw(name)
-        if isinstance(raw, bool | int):
-            result.append((name, (text_of(raw),)))
-        elif isinstance(raw, str):
-            try:
-                result.append((name, compile_template(raw, scopes)))
-            except ValueError as exc:
-                table.problem(name, str(exc))
-        else:
-            table.problem(name, f"expected text, a number or true/false, "
-                                f"received {describe(raw)}")
-    return tuple(result)
+def compile_text(value: Scalar, scopes: tuple[str, ...]) -> Parts:
+    """A query, header or form value: numbers and true/false are literal text."""
+    if isinstance(value, bool | int):
+        return (text_of(value),)
+    return compile_template(value, scopes)
 
 
-def _json_template(cfg: Section, key: str, value: Any, scopes: tuple[str, ...]) -> Any:
+def compile_table(table: dict[str, Scalar], scopes: tuple[str, ...]
+                  ) -> tuple[tuple[tuple[str, Parts], ...], list[Problem]]:
+    """Each value compiled; the problems (one per bad value) keyed by its name."""
+    compiled, problems = [], []
+    for name, value in table.items():
+        try:
+            compiled.append((name, compile_text(value, scopes)))
+        except ValueError as exc:
+            problems.append(((name,), str(exc)))
+    return tuple(compiled), problems
+
+
+def header_problems(headers: tuple[tuple[str, Parts], ...]) -> list[Problem]:
+    problems: list[Problem] = []
+    for name, parts in headers:
+        if not HEADER_NAME.fullmatch(name):
+            problems.append(((name,), "is not a valid header name"))
+        literal = "".join(p for p in parts if isinstance(p, str))
+        if _HEADER_UNSAFE.search(literal):
+            problems.append(((name,), "must not contain line breaks or controls"))
+    return problems
+
+
+def compile_json(value: Any, scopes: tuple[str, ...], where: tuple[str | int, ...] = (),
+                 problems: list[Problem] | None = None) -> Any:
+    """A JSON body template: strings become `Text`; problems are appended to `problems`."""
+    found: list[Problem] = [] if problems is None else problems
     if isinstance(value, str):
         try:
             return Text(compile_template(value, scopes))
         except ValueError as exc:
-            cfg.problem(key, str(exc))
+            found.append((where, str(exc)))
             return value
     if isinstance(value, dict):
-        return {k: _json_template(cfg, f"{key}.{k}", v, scopes) for k, v in value.items()}
+        return {k: compile_json(v, scopes, (*where, k), found) for k, v in value.items()}
     if isinstance(value, list):
-        return [_json_template(cfg, f"{key}[{i}]", v, scopes) for i, v in enumerate(value)]
+        return [compile_json(v, scopes, (*where, i), found) for i, v in enumerate(value)]
     if isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value)):
         return value
-    cfg.problem(key, f"cannot be sent as JSON: {describe(value)}")
+    found.append((where, f"cannot be sent as JSON: {describe(value)}"))
     return None
 
 

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from bridge.auth.website import WebsiteAuthenticator
-from bridge.breaker import CLOSED, OPEN, CircuitOpen
+from bridge.breaker import CLOSED, OPEN, CircuitBreaker, CircuitOpen
 from bridge.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from bridge.models import Credentials, Identity
 from tests.gateway import free_port
@@ -292,35 +292,44 @@ def test_the_example_defaults_are_safe():
     assert isinstance(auth, WebsiteAuthenticator)
     assert auth.request.method == "POST"
     assert auth.failure_status == {401, 403}
-    s = auth.upstream.settings
-    assert (s.follow_redirects, s.retries, s.max_bytes) == (False, 1, 1_048_576)
-    assert s.ssl_context is not None and s.ssl_context.verify_mode.name == "CERT_REQUIRED"
-    assert s.ssl_context.check_hostname
+    c = auth.upstream.config
+    assert (c.follow_redirects, c.retries, c.max_bytes) == (False, 1, 1_048_576)
+    context = auth.upstream.ssl_context()
+    assert context.verify_mode.name == "CERT_REQUIRED" and context.check_hostname
+    # No per-upstream breaker keys: the gateway's [breaker] settings apply.
+    assert (auth.breaker_failures, auth.breaker_cooldown) == (None, None)
 
 
-def logins(auth: Any, attempts: list[tuple[str, str]]) -> list[Identity | Exception | None]:
-    """Several logins through one started authenticator (one client, one breaker)."""
+def logins(auth: Any, attempts: list[tuple[str, str]], breaker: CircuitBreaker
+           ) -> list[Identity | Exception | None]:
+    """Several logins through one started authenticator (one client), each under `breaker`
+    the way the request flow calls it: the backend has no breaker of its own."""
     async def run() -> list[Identity | Exception | None]:
         results: list[Identity | Exception | None] = []
         async with started(auth):
             for username, password in attempts:
                 try:
-                    results.append(await auth.authenticate(Credentials(username, password)))
+                    with breaker.guard():
+                        results.append(await auth.authenticate(Credentials(username, password)))
                 except UpstreamError as exc:
                     results.append(exc)
         return results
     return asyncio.run(run())
 
 
+def flow_breaker() -> CircuitBreaker:
+    return CircuitBreaker("authenticator", failure_threshold=2, cooldown=60)
+
+
 def test_a_4xx_the_portal_gives_one_user_is_a_refused_login_not_an_outage(portal, caplog):
     """5 logins as a name the portal answers 400 for must not shut 'alice' out."""
-    auth = json_login(portal, "breaker_failures = 2")
+    auth, breaker = json_login(portal), flow_breaker()
     with caplog.at_level(logging.INFO, logger="bridge.auth.website"):
         *rejected, alice = logins(auth, [("login-rejected", "x")] * 5
-                                  + [("alice", "wonderland-1")])
+                                  + [("alice", "wonderland-1")], breaker)
     assert rejected == [None] * 5  # a wrong-password answer (401), never a 503
     assert isinstance(alice, Identity) and alice.username == "alice"
-    assert auth.upstream.breaker.state == CLOSED
+    assert breaker.state == CLOSED
     assert len(portal.seen) == 6  # every one was asked: no CircuitOpen
     logged = [r.getMessage() for r in caplog.records if "HTTP 400" in r.getMessage()]
     assert len(logged) == 5 and all(r.levelno == logging.INFO for r in caplog.records
@@ -329,20 +338,21 @@ def test_a_4xx_the_portal_gives_one_user_is_a_refused_login_not_an_outage(portal
 
 
 def test_malformed_answers_for_one_user_do_not_open_the_breaker(portal):
-    auth = json_login(portal, "breaker_failures = 2")
-    *garbage, alice = logins(auth, [("login-garbage", "x")] * 4 + [("alice", "wonderland-1")])
+    auth, breaker = json_login(portal), flow_breaker()
+    *garbage, alice = logins(auth, [("login-garbage", "x")] * 4 + [("alice", "wonderland-1")],
+                             breaker)
     assert all(type(g) is UpstreamUnavailable for g in garbage)  # a 503 each, not CircuitOpen
     assert isinstance(alice, Identity)
-    assert auth.upstream.breaker.state == CLOSED
+    assert breaker.state == CLOSED and breaker.failures == 0
 
 
 def test_5xx_still_opens_the_breaker(portal):
-    auth = json_login(portal, "breaker_failures = 2")
+    auth, breaker = json_login(portal), flow_breaker()
     crash, crash_again, alice = logins(auth, [("login-crash", "x")] * 2
-                                       + [("alice", "wonderland-1")])
+                                       + [("alice", "wonderland-1")], breaker)
     assert type(crash) is type(crash_again) is UpstreamUnavailable
     assert isinstance(alice, CircuitOpen)
-    assert auth.upstream.breaker.state == OPEN
+    assert breaker.state == OPEN
     assert len(portal.seen) == 2
 
 
@@ -448,3 +458,114 @@ pw = "x-{{login.password}}"
                     kind) == []
     assert problems(text.replace('pw = "x-{login.password}"', 'pw = "{login.username}"'),
                     kind) == []
+
+
+def test_every_problem_of_the_table_is_reported_at_once_with_its_key():
+    found = problems("""type = "website"
+url = "https://portal.example.com/{identity.username}"
+method = "PUT"
+retries = 9
+read_timeout = "5"
+ready_path = "health"
+[headers]
+"Bad Name" = "x"
+X-Login = "{identity.username}"
+[json]
+user = { name = "{account.id}" }
+""")
+    assert sorted(found) == sorted([
+        "Config value 'auth.retries': must be at most 5, received 9",
+        "Config value 'auth.read_timeout': expected a number, received '5'",
+        "Config value 'auth.ready_path': must be a literal path starting with '/' "
+        "(an optional ?query, no placeholders)",
+        "Config value 'auth.url': {identity.username} is not available here "
+        "(only {login.*})",
+        "Config value 'auth.method': expected one of 'GET' or 'POST', received 'PUT'",
+        "Config value 'auth.headers.X-Login': {identity.username} is not available here "
+        "(only {login.*})",
+        "Config value 'auth.headers.Bad Name': is not a valid header name",
+        "Config value 'auth.json.user.name': {account.id} is not available here "
+        "(only {login.*})",
+    ])
+
+
+def test_every_cross_key_problem_is_reported_at_once():
+    found = problems("""type = "website"
+url = "http://portal.example.com/login"
+method = "GET"
+success_value = 1
+failure_status = [200, 401]
+token_field = "data.token"
+[attributes]
+token = "x"
+username = "y"
+[query]
+pw = "{login.password}"
+[form]
+a = "b"
+[json]
+c = "d"
+""")
+    assert [p.partition(":")[0] for p in found] == [
+        "Config value 'auth.url'", "Config value 'auth.query.pw'", "Config value 'auth.form'",
+        "Config value 'auth.method'", "Config value 'auth.success_value'",
+        "Config value 'auth.failure_status'", "Config value 'auth.attributes.token'",
+        "Config value 'auth.attributes.username'"], found
+
+
+@pytest.mark.parametrize(("key", "expected"), [
+    ("sucess_field", "success_field"), ("retires", "retries"), ("breaker_failure", "breaker_failures"),
+    ("alow_http", "allow_http"), ("jsn", "json"),
+])
+def test_a_misspelt_key_gets_a_did_you_mean(key, expected):
+    found = problems(f'type = "website"\nurl = "https://portal.example.com/login"\n{key} = 1')
+    assert found == [f"Config value 'auth.{key}': unknown key (did you mean {expected!r}?)"]
+
+
+def test_the_old_per_upstream_breaker_keys_are_settings_for_the_backend_breaker():
+    auth = make_authenticator('type = "website"\nurl = "https://portal.example.com/login"\n'
+                              'breaker_failures = 0\nbreaker_cooldown = 12')
+    assert isinstance(auth, WebsiteAuthenticator)
+    assert (auth.breaker_failures, auth.breaker_cooldown) == (0, 12.0)
+    assert not hasattr(auth.upstream, "breaker")  # one breaker per backend, in the request flow
+    found = problems('type = "website"\nurl = "https://portal.example.com/login"\n'
+                     'breaker_failures = -1\nbreaker_cooldown = 7200')
+    assert found[0] == "Config value 'auth.breaker_failures': must be at least 0, received -1"
+    assert found[1].startswith("Config value 'auth.breaker_cooldown': must be at most 3600")
+    assert len(found) == 2
+
+
+def ready(auth: Any) -> None:
+    async def run() -> None:
+        async with started(auth):
+            await auth.ready()
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("extra", ["", 'ready_path = "/api/users/alice/primary"'])
+def test_ready_against_the_running_portal(portal, extra):
+    ready(json_login(portal, extra))
+    assert len(portal.seen) == (1 if extra else 0)  # without ready_path: a connection only
+    if extra:
+        assert (portal.seen[0].method, portal.seen[0].raw_path) == (
+            "GET", b"/api/users/alice/primary")
+
+
+@pytest.mark.parametrize("extra", ["", 'ready_path = "/health"'])
+def test_ready_raises_against_a_closed_port(extra):
+    auth = query_login(f"http://127.0.0.1:{free_port()}", extra)
+    with pytest.raises(UpstreamUnavailable, match=r"website login 127.0.0.1: .*ECONNREFUSED"):
+        ready(auth)
+
+
+def test_ready_raises_when_the_ready_path_is_not_served(portal):
+    with pytest.raises(UpstreamUnavailable, match="ready_path answered HTTP 404"):
+        ready(json_login(portal, 'ready_path = "/health"'))
+
+
+@pytest.mark.parametrize("extra", ["", 'ready_path = "/api/users/alice/primary"'])
+def test_ready_checks_tls_with_the_configured_ca(tls_portal, tls, extra):
+    ready(query_login(tls_portal.url, f'ca_file = "{tls.ca}"\n{extra}'))
+    wrong_ca = query_login(tls_portal.url, f'ca_file = "{tls.other_ca}"\n{extra}')
+    with pytest.raises(UpstreamUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+        ready(wrong_ca)
