@@ -636,10 +636,10 @@ class AsyncLdapClient(LdapClient):
                 from None
         except LdapTimeout as exc:
             conn.abort()
-            raise SetupFailed(str(exc), timeout=True) from None
+            raise SetupFailed(_why(conn, exc), timeout=True) from None
         except LdapError as exc:
             conn.abort()
-            raise SetupFailed(str(exc)) from None
+            raise SetupFailed(_why(conn, exc)) from None
         except BaseException:
             conn.abort()
             raise
@@ -696,9 +696,9 @@ class AsyncLdapClient(LdapClient):
                     mid, settings.service_dn or "", settings.service_password or ""),
                 proto.BIND_RESPONSE, "service bind", walk.bound(settings.timeout))
         except LdapTimeout as exc:
-            raise SetupFailed(str(exc), timeout=True) from None
+            raise SetupFailed(_why(conn, exc), timeout=True) from None
         except LdapUnavailable as exc:
-            raise SetupFailed(str(exc)) from None
+            raise SetupFailed(_why(conn, exc)) from None
         result = reply.result
         assert result is not None
         if result.code == 0:
@@ -710,10 +710,14 @@ class AsyncLdapClient(LdapClient):
         raise turn.refused(result)
 
 
+def _why(conn: _Connection, exc: LdapError) -> str:
+    """The error without its server, for a SetupFailed (the walk names the server)."""
+    return str(exc).removeprefix(f"{conn.server.uri}: ")
+
+
 def _first_failure(conn: _Connection, exc: LdapError) -> SetupFailed:
     """The first operation on a new connection failed before any answer: a setup failure."""
-    why = str(exc).removeprefix(f"{conn.server.uri}: ")
-    return SetupFailed(f"{why}, the first operation on a new connection",
+    return SetupFailed(f"{_why(conn, exc)}, the first operation on a new connection",
                        timeout=isinstance(exc, LdapTimeout))
 
 
