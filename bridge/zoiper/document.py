@@ -9,6 +9,10 @@ Options left out of the tree are left out of the document, so the phone keeps
 its own defaults. Any section dict may hold EXTRA, a dict of options the schema
 does not know yet (newer app versions); they are written after the known ones.
 
+Every function takes the Dialect the document is for (Android by default):
+its schema decides which sections and options exist, and its render plan,
+built once per dialect, is what the walk follows.
+
 Rendering goes through the same walk as validation, so an invalid tree can
 never become a document. The output is assembled from escaped text, not built
 with lxml, because it is on the request path; lxml parses it back in the tests.

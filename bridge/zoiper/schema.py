@@ -55,7 +55,7 @@ class SchemaError(ValueError):
 
 
 class Kind(enum.Enum):
-    """The vendor's value types (it also names date/time, which no Android option uses)."""
+    """The vendor's value types (it also names date/time, which no option of any dialect uses)."""
 
     BOOLEAN = "boolean"
     INTEGER = "integer"
