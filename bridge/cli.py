@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import logging.config
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from bridge.config import ConfigError
@@ -74,11 +76,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
-        load(Path(args.path))
+        settings = load(Path(args.path))
     except ConfigError as exc:
         return _report(exc, args.path)
+    if args.connect:
+        failed = asyncio.run(_check_backends(settings))
+        if failed:
+            print(f"{args.path}: valid, but {failed} backend(s) are not ready", file=sys.stderr)
+            return 1
     print(f"{args.path}: OK")
     return 0
+
+
+async def _check_backends(settings: Settings, timeout: float = 10.0) -> int:
+    """Start every backend and ask it whether it can serve; print one line each."""
+    from bridge.runtime import Runtime
+
+    runtime = Runtime(settings)
+    failed = 0
+    async with contextlib.AsyncExitStack() as stack:
+        for store in runtime.stores:
+            stack.push_async_callback(store.close)
+        for where, backend in runtime.described_backends():
+            try:
+                async with asyncio.timeout(timeout):
+                    await backend.start()
+                    stack.push_async_callback(backend.close)
+                    await backend.ready()
+            except Exception as exc:  # any failure is this backend's, reported plainly
+                failed += 1
+                detail = getattr(exc, "detail", "") or type(exc).__name__
+                print(f"  - [{where}] NOT READY: {detail}", file=sys.stderr)
+            else:
+                print(f"  - [{where}] ready")
+    return failed
 
 
 def _read_password(prompt: str) -> str:
@@ -94,29 +125,39 @@ def cmd_render(args: argparse.Namespace) -> int:
     from bridge.errors import BridgeError
     from bridge.logs import logging_config
     from bridge.params import credentials_from_query
-    from bridge.provision import Provisioner
 
     try:
         settings = _load(args.config)
     except ConfigError as exc:
         return _report(exc, args.config)
+    profiles = {p.name: p for p in settings.profiles}
+    if args.profile not in profiles:
+        print(f"No profile {args.profile!r}; the configuration has: {', '.join(profiles)}",
+              file=sys.stderr)
+        return 2
+    profile = profiles[args.profile]
     logging.config.dictConfig(logging_config("warning"))
     password = _read_password(f"Password for {args.username}: ")
-    # The same parser as the endpoint, so render refuses what the endpoint refuses.
-    q = settings.query
+    # The same parser as the endpoint, so render refuses what the endpoint refuses (for a
+    # profile taking HTTP Basic, the query string form of the same credentials).
+    q = profile.query.model_copy(update={"credentials": "query"})
     query = urlencode({q.username: args.username, q.password: password}, quote_via=quote)
-    provisioner = Provisioner.from_settings(settings)
+    from bridge.runtime import Runtime
+
+    runtime = Runtime(settings)
 
     async def run() -> tuple[int, bytes]:
-        async with provisioner.running():
+        async with runtime.running():
             try:
                 credentials = credentials_from_query(query.encode(), q)
-                return 200, await provisioner.provision(credentials)
+                route = runtime.route(profile, profile.path, args.host, credentials.username)
+                credentials = replace(credentials, username=route.username)
+                return 200, await route.provisioner.provision(credentials, route.pipeline)
             except Exception as exc:
-                status, _, _ = settings.errors.describe(exc)
+                status, _, _ = profile.errors.describe(exc)
                 detail = exc.detail if isinstance(exc, BridgeError) else type(exc).__name__
                 print(f"HTTP {status}: {detail}", file=sys.stderr)
-                return status, bytes(settings.errors.response(exc).body)
+                return status, bytes(profile.errors.response(exc).body)
 
     status, body = asyncio.run(run())
     sys.stdout.write(body.decode("utf-8"))
@@ -154,11 +195,16 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check-config", help="validate a configuration file and exit")
     c.add_argument("path")
+    c.add_argument("--connect", action="store_true",
+                   help="also start every backend and check that it can serve (exit 1 if not)")
     c.set_defaults(func=cmd_check)
 
     r = sub.add_parser("render", help="print what a user would receive (password on stdin)")
     r.add_argument("--config", help="configuration file (TOML); the demo without it")
     r.add_argument("--username", required=True)
+    r.add_argument("--profile", default="default",
+                   help="which profile answers (default: the top-level one)")
+    r.add_argument("--host", help="the Host the phone would ask (for tenants chosen by host)")
     r.set_defaults(func=cmd_render)
 
     h = sub.add_parser("hash-password", help="print a password hash for the users file")

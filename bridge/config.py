@@ -479,7 +479,7 @@ def _keys_at(model: Any, loc: list[Any]) -> set[str]:
             return set()
     current = _unwrap(current)
     if isinstance(current, type) and issubclass(current, BaseModel):
-        keys = set(current.model_fields)
+        keys = {f.alias or name for name, f in current.model_fields.items()}
         for name, f in current.model_fields.items():
             if is_secret(f):
                 keys |= {f"{name}_env", f"{name}_file"}

@@ -38,6 +38,7 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._backends: dict[int, tuple[Backend, CircuitBreaker]] = {}
+        self._where: dict[int, str] = {}
         store = settings.state.build()
         # In memory, documents get their own bounded store so that cached answers and
         # attempt counters never evict each other.
@@ -67,10 +68,16 @@ class Runtime:
                  role: str) -> tuple[Backend, CircuitBreaker]:
         if id(spec) not in self._backends:
             b = pipeline.breaker
-            name = f"{role} {spec.kind}" if spec.kind not in ("auth", "source") else role
+            name = f"{role} [{spec.kind}]"
+            self._where[id(spec)] = spec.kind
             self._backends[id(spec)] = (spec.build(),
                                         CircuitBreaker(name, b.failures, b.cooldown))
         return self._backends[id(spec)]
+
+    def described_backends(self) -> list[tuple[str, Backend]]:
+        """Each backend once, with the configuration table it was built from."""
+        return [(spec_where, backend) for spec_where, (backend, _)
+                in zip(self._where.values(), self._backends.values(), strict=True)]
 
     @property
     def backends(self) -> list[Backend]:

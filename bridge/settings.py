@@ -444,7 +444,8 @@ class _Loader:
         if key not in self._mappings:
             section = Section(table, where, [], self.base_dir)
             compiled = ConfigMapping.from_config(section, dialect)
-            problems = [f"{p} (dialect {dialect.name})" if dialect.name != "android" else p
+            # A table inherited by a profile of another dialect: say which dialect said no.
+            problems = [f"{p} [checked for {dialect.title}]" if dialect.name != "android" else p
                         for p in section.problems]
             self.problems.extend(problems)
             self._mappings[key] = None if problems else compiled

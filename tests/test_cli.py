@@ -94,3 +94,54 @@ def test_check_config_unreadable(tmp_path, content):
     result = run("check-config", str(config))
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_check_config_connect_prepares_the_query_and_serve_refuses_to_start(tmp_path):
+    import shutil
+
+    demo = ROOT / "bridge" / "demo"
+    for name in ("users.toml", "accounts.sqlite"):
+        shutil.copy(demo / name, tmp_path / name)
+    config = (demo / "config.toml").read_text().replace("FROM accounts", "FROM acounts")
+    (tmp_path / "config.toml").write_text(config)
+    assert run("check-config", str(tmp_path / "config.toml")).returncode == 0  # no I/O
+    result = run("check-config", "--connect", str(tmp_path / "config.toml"))
+    assert result.returncode == 1
+    assert "[source] NOT READY" in result.stderr and "acounts" in result.stderr
+    assert "[auth] ready" in result.stdout
+    served = subprocess.run([sys.executable, "-m", "bridge.cli", "serve", "--port", "0",
+                             "--config", str(tmp_path / "config.toml")],
+                            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert served.returncode != 0
+    assert "acounts" in served.stderr
+
+
+def test_hash_password_md5_serves_both_password_formats():
+    from bridge.auth.file import md5_hex
+
+    result = run("hash-password", "--cost", "10", "--md5", stdin="s3cret\n")
+    hashed = result.stdout.strip()
+    assert verify_password(md5_hex("s3cret"), hashed)
+    assert not verify_password("s3cret", hashed)
+
+
+def test_render_for_another_profile(tmp_path):
+    import shutil
+
+    demo = ROOT / "bridge" / "demo"
+    for name in ("users.toml", "accounts.sqlite"):
+        shutil.copy(demo / name, tmp_path / name)
+    config = (demo / "config.toml").read_text()
+    (tmp_path / "config.toml").write_text(
+        config + '\n[profiles.ios]\npath = "/ios"\nrequest = { dialect = "ios" }\n'
+        '[profiles.ios.mapping.account]\nusername = "{account.sip_user}"\n'
+        'password = "{account.sip_password}"\nSIP_domain = "{account.domain}"\n')
+    result = run("render", "--config", str(tmp_path / "config.toml"), "--profile", "ios",
+                 "--username", "alice", stdin="wonderland\n")
+    assert result.returncode == 0, result.stderr
+    from bridge.zoiper.dialects import IOS
+
+    assert parse_config(result.stdout.encode(), IOS)["accounts"][0]["username"] == "1001"
+    missing = run("render", "--config", str(tmp_path / "config.toml"), "--profile", "nope",
+                  "--username", "alice", stdin="wonderland\n")
+    assert missing.returncode == 2 and "ios" in missing.stderr

@@ -8,16 +8,21 @@
 The query gets `:username` (the identity's canonical name) and `:login` (the
 name the phone sent) as bound parameters, never by string formatting. Each row
 is one account; its column names are the `{account.*}` fields. The database is
-opened read-only: the gateway never writes to a provider's data.
+opened read-only: the gateway never writes to a provider's data. The query is
+prepared against the database when the gateway starts (and by `check-config
+--connect`), so a typo stops the start instead of failing every request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from pathlib import Path
 
-from bridge.config import Section
+from pydantic import Field
+
+from bridge.config import FilePath, Model
 from bridge.errors import InternalError, UpstreamUnavailable
 from bridge.models import Account, Credentials, Identity, Scalar
 from bridge.sources import AccountSource
@@ -30,23 +35,33 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-class SQLiteSource(AccountSource):
-    def __init__(self, path: Path, query: str) -> None:
-        self.path = path
-        self.query = query
+class SQLiteConfig(Model):
+    path: FilePath
+    query: str = Field(min_length=1)
 
-    @classmethod
-    def from_config(cls, cfg: Section) -> SQLiteSource:
-        path = cfg.path_value("path")
-        query = cfg.str("query", nonempty=True)
-        if path.is_file() and query:
-            # Prepare the statement once now so a typo is a start-up error, not a 500 later.
-            try:
-                with _connect(path) as conn:
-                    conn.execute(f"EXPLAIN {query}", {"username": "", "login": ""})
-            except sqlite3.Error as exc:
-                cfg.problem("query", f"does not run against {path.name}: {exc}")
-        return cls(path, query)
+
+class SQLiteSource(AccountSource):
+    Config = SQLiteConfig
+
+    def __init__(self, config: SQLiteConfig) -> None:
+        super().__init__(config)
+        self.path = config.path
+        self.query = config.query
+
+    async def start(self) -> None:
+        await self.ready()
+
+    async def ready(self) -> None:
+        """Prepare the query once: a typo is a start-up error, not a 500 for every user."""
+        try:
+            await asyncio.to_thread(self._explain)
+        except sqlite3.OperationalError as exc:
+            raise UpstreamUnavailable(f"sqlite {self.path.name}: query does not run: "
+                                      f"{exc}") from exc
+
+    def _explain(self) -> None:
+        with contextlib.closing(_connect(self.path)) as conn:
+            conn.execute(f"EXPLAIN {self.query}", {"username": "", "login": ""})
 
     async def accounts(self, identity: Identity, credentials: Credentials) -> list[Account]:
         params = {"username": identity.username, "login": credentials.username}
