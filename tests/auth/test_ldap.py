@@ -32,6 +32,7 @@ from bridge.ldap.client import (
     Scope,
     SearchRequest,
     ServerSettings,
+    TlsMode,
 )
 from bridge.ldap.config import DEFAULT_CLIENT, text_value
 from bridge.ldap.errors import translate
@@ -58,6 +59,7 @@ from tests.ldap.slapd import (
     bind_count,
     bound_as,
 )
+from tests.ldap.test_failover import Listener
 
 pytestmark = pytest.mark.slow
 
@@ -497,6 +499,23 @@ async def test_failover_to_the_next_uri(slapd: Slapd, client: str) -> None:
     async with running(table(slapd, client, uri=[dead])) as auth:
         with pytest.raises(UpstreamUnavailable):
             await login(auth, "alice", "wrong")
+
+
+async def test_a_hanging_first_uri_is_failed_over(slapd: Slapd, client: str) -> None:
+    """A first URI that accepts TCP and never answers (tls = "none"): the login that meets it
+    is answered by the next URI within connect_timeout + timeout, and a wrong password
+    stays a wrong password, never an outage."""
+    with Listener("hang") as hang:
+        uris = [hang.uri(TlsMode.NONE), slapd.uri]
+        async with running(table(slapd, client, ldaps=False, tls="none", uri=uris,
+                                 timeout=0.5, connect_timeout=0.5)) as auth:
+            started = time.monotonic()
+            assert await login(auth, "alice", ALICE.password) is not None
+            assert time.monotonic() - started < 1.0 + 0.5
+            seen = hang.accepted
+            assert await login(auth, "alice", "wrong") is None
+            assert await login(auth, "bob", USERS["bob"].password or "") is not None
+            assert hang.accepted == seen  # marked down: not tried again within down_for
 
 
 async def test_untrusted_certificate_is_an_outage(slapd: Slapd, client: str,
