@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +42,8 @@ from tests.ldap.test_aio import fully_paused
 pytestmark = pytest.mark.slow
 
 ALICE = USERS["alice"]
+assert ALICE.password is not None
+PASSWORD: str = ALICE.password
 HOST = "127.0.0.1"
 CLIENTS = ["asyncio", "ldap3"]
 MODES = [TlsMode.NONE, TlsMode.STARTTLS, TlsMode.LDAPS]
@@ -82,7 +85,8 @@ def test_a_down_server_is_skipped_until_down_for_has_passed(
 
 
 @pytest.mark.parametrize(("timeouts", "expected"), [
-    ((True, True), LdapTimeout), ((True, False), LdapUnavailable), ((False, False), LdapUnavailable)])
+    ((True, True), LdapTimeout), ((True, False), LdapUnavailable),
+    ((False, False), LdapUnavailable)])
 def test_a_walk_ends_in_a_timeout_only_when_every_server_tried_timed_out(
         timeouts: tuple[bool, bool], expected: type[Exception]) -> None:
     failover = Failover([A, B])
@@ -235,9 +239,9 @@ def make_client(kind: str, settings: ServerSettings, threads: int = 4) -> LdapCl
                                                                             threads=threads)
 
 
-def failover_of(client: LdapClient) -> Failover[object]:
+def failover_of(client: LdapClient) -> Failover[Any]:
     assert isinstance(client, AsyncLdapClient | Ldap3Client)
-    return client.failover  # type: ignore[return-value]
+    return client.failover
 
 
 @contextlib.asynccontextmanager
@@ -265,7 +269,7 @@ async def test_a_hanging_first_server_is_failed_over(slapd: Slapd, kind: str,
         async with running(kind, settings) as client:
             failover = failover_of(client)
             t0 = time.monotonic()
-            assert (await client.bind(ALICE.dn, ALICE.password)).ok
+            assert (await client.bind(ALICE.dn, PASSWORD)).ok
             assert time.monotonic() - t0 < BUDGET + SLACK
             assert list(failover.down()) == [hang.uri(tls)]
             seen = hang.accepted
@@ -278,7 +282,7 @@ async def test_a_hanging_first_server_is_failed_over(slapd: Slapd, kind: str,
             assert hang.accepted == seen
             # once down_for has passed, new connections try it again, and fail over again
             await asyncio.sleep(DOWN_FOR + 0.1)
-            results = await asyncio.gather(*(client.bind(ALICE.dn, ALICE.password)
+            results = await asyncio.gather(*(client.bind(ALICE.dn, PASSWORD)
                                              for _ in range(4)))
             assert all(r.ok for r in results)
             assert hang.accepted > seen
@@ -293,12 +297,12 @@ async def test_a_closing_first_server_is_failed_over(slapd: Slapd, kind: str,
         settings = settings_for(slapd, tls, [closing.uri(tls), slapd_uri(slapd, tls)])
         async with running(kind, settings) as client:
             t0 = time.monotonic()
-            assert (await client.bind(ALICE.dn, ALICE.password)).ok
+            assert (await client.bind(ALICE.dn, PASSWORD)).ok
             assert await find_bob(client) == 1
             assert time.monotonic() - t0 < TIMEOUT  # a close costs no timeout
             assert list(failover_of(client).down()) == [closing.uri(tls)]
             seen = closing.accepted
-            results = await asyncio.gather(*(client.bind(ALICE.dn, ALICE.password)
+            results = await asyncio.gather(*(client.bind(ALICE.dn, PASSWORD)
                                              for _ in range(4)))
             assert all(r.ok for r in results)
             assert closing.accepted == seen
@@ -313,10 +317,10 @@ async def test_a_hanging_second_server_costs_nothing(slapd: Slapd, kind: str,
         async with running(kind, settings) as client:
             for _ in range(3):
                 t0 = time.monotonic()
-                assert (await client.bind(ALICE.dn, ALICE.password)).ok
+                assert (await client.bind(ALICE.dn, PASSWORD)).ok
                 assert await find_bob(client) == 1
                 assert time.monotonic() - t0 < TIMEOUT
-            results = await asyncio.gather(*(client.bind(ALICE.dn, ALICE.password)
+            results = await asyncio.gather(*(client.bind(ALICE.dn, PASSWORD)
                                              for _ in range(4)))
             assert all(r.ok for r in results)
             assert hang.accepted == 0
@@ -332,7 +336,7 @@ async def test_every_server_down_is_unavailable_at_once_after_the_first_look(
         async with running(kind, settings) as client:
             t0 = time.monotonic()
             with pytest.raises(LdapUnavailable) as info:  # not a wrong password: an outage
-                await client.bind(ALICE.dn, ALICE.password)
+                await client.bind(ALICE.dn, PASSWORD)
             assert time.monotonic() - t0 < BUDGET + SLACK
             assert hang.uri(tls) in str(info.value) and closing.uri(tls) in str(info.value)
             seen = hang.accepted, closing.accepted
@@ -367,15 +371,15 @@ async def test_a_timeout_on_a_proven_connection_does_not_mark_the_server_down(
     settings = settings_for(private_slapd, TlsMode.NONE, [private_slapd.uri],
                             reset_after_bind=False, pool_size=1)
     async with running(kind, settings, threads=1) as client:
-        assert (await client.bind(ALICE.dn, ALICE.password)).ok
+        assert (await client.bind(ALICE.dn, PASSWORD)).ok
         assert await find_bob(client) == 1
         with fully_paused(private_slapd):
             t0 = time.monotonic()
             with pytest.raises(LdapTimeout):
-                await client.bind(ALICE.dn, ALICE.password)
+                await client.bind(ALICE.dn, PASSWORD)
             assert time.monotonic() - t0 < TIMEOUT + SLACK
         assert failover_of(client).down() == {}
-        assert (await client.bind(ALICE.dn, ALICE.password)).ok  # at once, no down_for wait
+        assert (await client.bind(ALICE.dn, PASSWORD)).ok  # at once, no down_for wait
         assert await find_bob(client) == 1
 
 
@@ -416,7 +420,7 @@ async def test_a_refused_service_account_is_held_back_alike(
             await find_bob(client)  # held back: at once, no bind
         assert bind_count(monitor) - before == 1
         assert failover_of(client).down() == {}  # not a server outage: user binds go on
-        assert (await client.bind(ALICE.dn, ALICE.password)).ok
+        assert (await client.bind(ALICE.dn, PASSWORD)).ok
         await asyncio.sleep(0.6)
         before = bind_count(monitor)
         results = await searches(client, 12)  # down_for is over: one bind again, for all
