@@ -1,0 +1,370 @@
+"""The HTTP listener: uvicorn's httptools protocol, bounded for the open internet.
+
+uvicorn alone keeps a connection that trickles its headers (or sends nothing)
+forever, buffers a request head of any size, answers malformed requests with
+its own text/plain 400, hands upgrades to a WebSocket stack that logs the
+query string, and turns its concurrency limit into a text/plain 503.
+`HardenedProtocol` keeps uvicorn's fast path (httptools, the same parser
+callbacks, the same response writer) and adds, per connection:
+
+- a deadline for each request head (from the connection's start, or from the
+  first byte of the next request) and uvicorn's idle timeout between requests:
+  a connection is always either serving a request or counting down;
+- bounds on the request target, the header count and the head's size, checked
+  as the bytes arrive, so a flood is refused after one read, not buffered;
+- HTTP/1.0 and 1.1 only, no upgrade (WebSocket, h2c), no CONNECT;
+- caps on connections per client address and in total, and on requests in flight.
+
+Whatever is refused gets the gateway's XML error document with its 4xx/5xx
+status and `Connection: close`, or, when no request ever completed (a
+timeout), the connection is simply closed. Refusals are logged at debug level
+with the client address and a fixed reason, never the request target.
+TLS handshakes get the header timeout too (uvloop's default is 60 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import http
+import ipaddress
+import logging
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import httptools
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from bridge.clientaddr import Network, parse_networks
+from bridge.errors import DEFAULT_MESSAGES, DEFAULT_RETRY_AFTER
+
+logger = logging.getLogger("bridge.listener")
+
+# Never capped per address: a local TLS proxy, health checks.
+LOOPBACK: tuple[Network, ...] = tuple(parse_networks(["127.0.0.0/8", "::1/128"]))
+
+
+@dataclass(frozen=True)
+class ListenerSettings:
+    """Per worker process. Phones send one short GET with a handful of headers.
+
+    The [server] keys of the same names set these (bridge/settings.py, ServerSettings).
+    """
+
+    header_timeout: float = 10.0         # seconds for a request head (and a TLS handshake)
+    idle_timeout: float = 10.0           # seconds a kept-alive connection may wait for a request
+    max_target_length: int = 8192        # bytes of the request target (path + query): else 414
+    max_header_size: int = 32768         # bytes of all header lines together: else 431
+    max_headers: int = 100               # header lines: else 431
+    max_connections: int = 1000          # open connections (also requests in flight): else 503
+    max_connections_per_address: int = 64   # per client address (IPv6: per /64); 0 = no cap
+    connection_cap_exempt: tuple[Network, ...] = LOOPBACK   # plus the trusted proxies
+
+    @classmethod
+    def of(cls, table: Any, trusted_proxies: tuple[Network, ...] = ()) -> ListenerSettings:
+        """From a validated table carrying attributes of the same names."""
+        values = {f.name: getattr(table, f.name) for f in fields(cls)}
+        values["connection_cap_exempt"] = (tuple(values["connection_cap_exempt"])
+                                           + tuple(trusted_proxies))
+        return cls(**values)
+
+
+def uvicorn_options(
+    settings: ListenerSettings,
+    messages: Mapping[str, str] = DEFAULT_MESSAGES,
+    retry_after: int = DEFAULT_RETRY_AFTER,
+) -> dict[str, Any]:
+    """Keyword arguments for `uvicorn.Config`/`uvicorn.run` (picklable: workers get them).
+
+    uvicorn's own `limit_concurrency` stays off: its 503 is text/plain, and the
+    protocol enforces the same bound with the XML document.
+    """
+    refusals = _refusals(messages, retry_after)
+    return {
+        "http": functools.partial(HardenedProtocol, limits=settings, refusals=refusals),
+        "loop": functools.partial(new_event_loop, settings.header_timeout),
+        "ws": "none",
+        "timeout_keep_alive": settings.idle_timeout,
+        "limit_concurrency": None,
+    }
+
+
+# -- the refusals: our error document, rendered once ---------------------------------------
+
+_KEYS = {400: "bad_request", 405: "method_not_allowed", 414: "bad_request", 431: "bad_request",
+         501: "method_not_allowed", 503: "upstream_unavailable", 505: "bad_request"}
+
+
+def _refusals(messages: Mapping[str, str], retry_after: int) -> dict[int, bytes]:
+    from bridge.zoiper.document import render_error
+
+    out: dict[int, bytes] = {}
+    for status, key in _KEYS.items():
+        body = render_error(messages.get(key, DEFAULT_MESSAGES[key]))
+        lines = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}",
+                 "content-type: application/xml; charset=utf-8",
+                 f"content-length: {len(body)}",
+                 "cache-control: no-store",
+                 "x-content-type-options: nosniff",
+                 "connection: close"]
+        if status in (405, 501):
+            lines.append("allow: GET, HEAD")
+        if status == 503:
+            lines.append(f"retry-after: {max(1, int(retry_after))}")
+        out[status] = ("\r\n".join(lines) + "\r\n").encode("ascii") + b"\r\n" + body
+    return out
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ ")
+
+
+def _classify(exc: httptools.HttpParserError, data: bytes) -> _Refused:
+    """A parser error as a status. The parser's messages are fixed strings, no request data."""
+    if isinstance(exc, httptools.HttpParserCallbackError) and isinstance(exc.__context__,
+                                                                         _Refused):
+        return exc.__context__
+    if isinstance(exc, httptools.HttpParserInvalidMethodError):
+        # a method the parser does not know; anything else (a TLS hello, noise) is just bad
+        return _Refused(501, "unknown method") if _TOKEN.match(data) else _Refused(400, "garbage")
+    text = str(exc)
+    if "PRI" in text:
+        return _Refused(505, "HTTP/2 preface")
+    if "HTTP version" in text:
+        return _Refused(505, "HTTP version")
+    if isinstance(exc, httptools.HttpParserInvalidURLError):
+        return _Refused(400, "request target")
+    return _Refused(400, "malformed request")
+
+
+# -- the protocol ---------------------------------------------------------------------------
+
+def _address_key(client: tuple[str, int] | None, exempt: tuple[Network, ...]) -> str | None:
+    """Whom the per-address cap counts this connection against (None: nobody)."""
+    if client is None:
+        return None
+    host = client[0]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if exempt and any(ip in net for net in exempt):
+        return None
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return host
+
+
+def _per_address(server_state: ServerState) -> Counter[str]:
+    counts: Counter[str] | None = getattr(server_state, "bridge_per_address", None)
+    if counts is None:
+        counts = Counter()
+        server_state.bridge_per_address = counts  # type: ignore[attr-defined]
+    return counts
+
+
+class HardenedProtocol(HttpToolsProtocol):
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        limits: ListenerSettings,
+        refusals: Mapping[int, bytes],
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.limits = limits
+        self.refusals = refusals
+        self.limit_concurrency = None  # ours below, with our 503
+        self.access_log = False        # uvicorn's access line carries the query string
+        self.per_address = _per_address(server_state)
+        self.address_key: str | None = None
+        self.head_timer: asyncio.TimerHandle | None = None
+        self.in_head = True            # between a request's first byte and its complete head
+        self.head_bytes = 0            # bytes received while in_head (a coarse bound)
+        self.header_count = 0
+        self.header_size = 0
+        self.line = bytearray()        # a request line still without version, on the slow path
+        self.url = b""
+
+    # connection -----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        key = _address_key(self.client, self.limits.connection_cap_exempt)
+        cap = self.limits.max_connections_per_address
+        if len(self.connections) > self.limits.max_connections:
+            self._refuse(_Refused(503, "too many connections"))
+            return
+        if key is not None and cap and self.per_address[key] >= cap:
+            self._refuse(_Refused(503, "too many connections from this address"))
+            return
+        if key is not None:
+            self.address_key = key
+            self.per_address[key] += 1
+        self.head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.address_key is not None:
+            self.per_address[self.address_key] -= 1
+            if self.per_address[self.address_key] <= 0:
+                del self.per_address[self.address_key]
+            self.address_key = None
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        if self.in_head:
+            self.head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:  # refused in on_headers_complete; never reached
+            self._refuse(_Refused(400, "upgrade"))
+            return
+        except httptools.HttpParserError as exc:
+            self._refuse(_classify(exc, data))
+            return
+        if self.in_head:
+            self._partial_head(data)
+        elif self.cycle is None or self.cycle.response_complete:
+            # bytes that start no request (blank lines, a body nobody reads) do not
+            # keep a connection open: the next head is due within the header timeout
+            self._arm_head_timer()
+
+    def _partial_head(self, data: bytes) -> None:
+        """The slow path: a head still incomplete after a read."""
+        limits = self.limits
+        if self.head_bytes > limits.max_target_length + limits.max_header_size + 1024:
+            self._refuse(_Refused(431, "request head too large"))
+            return
+        self._arm_head_timer()
+        if self.url and self.parser.get_http_version() == "0.0":
+            # The request line may have ended without a version (HTTP/0.9 style): the
+            # parser would wait for a blank line; we answer at once.
+            self.line += data
+            del self.line[:-(limits.max_target_length + 64)]
+            end = self.line.rfind(self.url) + len(self.url)
+            if end >= len(self.url) and self.line[end:end + 1] in (b"\r", b"\n"):
+                self._refuse(_Refused(400, "no HTTP version"))
+        elif self.line:
+            self.line.clear()
+
+    def _arm_head_timer(self) -> None:
+        if self.head_timer is None:
+            self.head_timer = self.loop.call_later(self.limits.header_timeout,
+                                                   self._head_timeout)
+
+    def _cancel_head_timer(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def _head_timeout(self) -> None:
+        self.head_timer = None
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False  # finish the answer in flight, then close
+            return
+        if not self.transport.is_closing():
+            logger.debug("%s: closed, no request head within %.1f s",
+                         self._peer(), self.limits.header_timeout)
+            self.transport.close()
+
+    def _refuse(self, refusal: _Refused) -> None:
+        self._cancel_head_timer()
+        if self.transport.is_closing():
+            return
+        logger.debug("%s: refused with %d (%s)", self._peer(), refusal.status, refusal.reason)
+        head, _, rest = self.refusals[refusal.status].partition(b"\r\n")
+        extra = b"".join(name + b": " + value + b"\r\n"
+                         for name, value in self.server_state.default_headers)
+        self.transport.write(head + b"\r\n" + extra + rest)
+        self.transport.close()
+
+    def _peer(self) -> str:
+        return self.client[0] if self.client else "-"
+
+    # parser callbacks -----------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.in_head = True
+        self.header_count = 0
+        self.header_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self.limits.max_target_length:
+            raise _Refused(414, "request target too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_count += 1
+        self.header_size += len(name) + len(value) + 4
+        if (self.header_count > self.limits.max_headers
+                or self.header_size > self.limits.max_header_size):
+            raise _Refused(431, "request headers too large")
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.head_bytes = 0
+        self._cancel_head_timer()
+        version = self.parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            # "0.9": a request line without a version, and a blank line
+            raise _Refused(400, "no HTTP version") if version == "0.9" else _Refused(
+                505, "HTTP version")
+        if self.parser.should_upgrade():
+            if self.parser.get_method() == b"CONNECT":
+                raise _Refused(405, "CONNECT")
+            raise _Refused(400, "upgrade")
+        if len(self.tasks) >= self.limits.max_connections:
+            raise _Refused(503, "too many requests in flight")
+        super().on_headers_complete()
+
+
+# -- the event loop: a TLS handshake is bounded like a request head --------------------------
+
+def _loop_class() -> type[asyncio.AbstractEventLoop]:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency via uvicorn[standard]
+        return asyncio.SelectorEventLoop
+    return uvloop.Loop
+
+
+class _BoundedHandshakes:
+    handshake_timeout = 60.0
+
+    async def create_server(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("ssl") is not None:
+            kwargs.setdefault("ssl_handshake_timeout", self.handshake_timeout)
+        return await super().create_server(*args, **kwargs)  # type: ignore[misc]
+
+
+_LOOP: type[asyncio.AbstractEventLoop] = type(
+    "BridgeLoop", (_BoundedHandshakes, _loop_class()), {})
+
+
+def new_event_loop(handshake_timeout: float) -> asyncio.AbstractEventLoop:
+    """uvloop (when installed) whose TLS servers drop a handshake after `handshake_timeout`."""
+    loop = _LOOP()
+    loop.handshake_timeout = handshake_timeout  # type: ignore[attr-defined]
+    return loop
