@@ -514,8 +514,8 @@ c = "d"
 
 
 @pytest.mark.parametrize(("key", "expected"), [
-    ("sucess_field", "success_field"), ("retires", "retries"), ("breaker_failure", "breaker_failures"),
-    ("alow_http", "allow_http"), ("jsn", "json"),
+    ("sucess_field", "success_field"), ("retires", "retries"),
+    ("breaker_failure", "breaker_failures"), ("alow_http", "allow_http"), ("jsn", "json"),
 ])
 def test_a_misspelt_key_gets_a_did_you_mean(key, expected):
     found = problems(f'type = "website"\nurl = "https://portal.example.com/login"\n{key} = 1')

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bridge.breaker import CLOSED, OPEN, CircuitOpen
+from bridge.breaker import CLOSED, OPEN, CircuitBreaker, CircuitOpen
 from bridge.errors import InternalError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from bridge.models import Account, Credentials, Identity
 from bridge.sources.http import HTTPSource
@@ -71,6 +71,11 @@ read_timeout = {read_timeout}
 """, base_dir)
     assert isinstance(src, HTTPSource)
     return src
+
+
+def flow_breaker(failures: int = 2, cooldown: float = 60) -> CircuitBreaker:
+    """The request flow's one breaker for this backend (the source has none of its own)."""
+    return CircuitBreaker("account source", failure_threshold=failures, cooldown=cooldown)
 
 
 def fetch(src: Any, username: str, **attributes: Any) -> list[dict[str, Any]]:
@@ -137,17 +142,19 @@ def test_a_slow_trickle_is_cut_by_the_request_deadline(portal):
     checks the resulting 503 through the gateway).
     """
     src = source(portal, read_timeout=1.0)
+    breaker = flow_breaker()
 
     async def run() -> None:
         async with started(src):
-            async with asyncio.timeout(0.8):
-                await src.accounts(Identity("drip"), Credentials("drip", "pw"))
+            with breaker.guard():
+                async with asyncio.timeout(0.8):
+                    await src.accounts(Identity("drip"), Credentials("drip", "pw"))
 
     start = time.monotonic()
     with pytest.raises(TimeoutError):
         asyncio.run(run())
     assert 0.7 < time.monotonic() - start < 1.5
-    assert src.upstream.breaker.failures == 0  # cut by our deadline: no verdict on them
+    assert breaker.failures == 0  # cut by our deadline: no verdict on the backend
 
 
 def test_user_input_never_shapes_path_or_query(portal):
@@ -338,25 +345,28 @@ def test_redirects_are_not_followed_by_default(portal):
 def test_breaker_opens_on_a_dead_port_and_closes_after_a_probe(caplog):
     port = free_port()  # nothing listens here yet
     state = PortalState(base_url=f"http://127.0.0.1:{port}")
-    src = source(state, extra="retries = 1\nbreaker_failures = 2\nbreaker_cooldown = 0.5\n"
-                              + FIELDS)
-    breaker = src.upstream.breaker
+    src = source(state, extra="retries = 1\n" + FIELDS)
+    breaker = flow_breaker(2, 0.5)
     timings: dict[str, float] = {}
+
+    async def one() -> list[Account]:
+        with breaker.guard():
+            return await src.accounts(Identity("alice"), Credentials("alice", "pw"))
 
     async def run() -> None:
         async with started(src):
             for _ in range(2):
                 with pytest.raises(UpstreamUnavailable, match="ConnectError"):
-                    await src.accounts(Identity("alice"), Credentials("alice", "pw"))
+                    await one()
             assert breaker.state == OPEN
             with Server(portal_app(state), port=port):
                 start = time.perf_counter()
                 with pytest.raises(CircuitOpen):
-                    await src.accounts(Identity("alice"), Credentials("alice", "pw"))
+                    await one()
                 timings["open"] = time.perf_counter() - start
                 assert state.seen == []  # the upstream is back, but nobody asked it
                 await asyncio.sleep(0.5)
-                accounts = await src.accounts(Identity("alice"), Credentials("alice", "pw"))
+                accounts = await one()
                 assert [dict(a.fields) for a in accounts] == ALICE
                 assert breaker.state == CLOSED
                 assert len(state.seen) == 1
@@ -380,7 +390,7 @@ def test_breaker_opens_on_a_dead_port_and_closes_after_a_probe(caplog):
      'token_url = "http://idp.example.com/token"\nclient_id = "c"\nclient_secret = "s"',
      "unencrypted"),
     ('url = "https://b.example.com/x"\nnot_found_status = [200]', "3xx or 4xx"),
-    ('url = "https://b.example.com/x"\nclient_key = "k.pem"', "needs client_cert"),
+    (f'url = "https://b.example.com/x"\nclient_key = "{__file__}"', "needs client_cert"),
     ('url = "https://b.example.com/x"\n[fields]\nuser = "/a/~2"', "'~'"),
 ])
 def test_source_configuration_problems(text, expected):
@@ -388,14 +398,17 @@ def test_source_configuration_problems(text, expected):
     assert any(expected in p and p.startswith("Config value 'source.") for p in found), found
 
 
-def fetch_each(src: Any, users: list[str]) -> list[list[Account] | Exception]:
-    """One started source (one client, one breaker), one user after the other."""
+def fetch_each(src: Any, users: list[str], breaker: CircuitBreaker
+               ) -> list[list[Account] | Exception]:
+    """One started source (one client), one user after the other, each under `breaker`."""
     async def run() -> list[list[Account] | Exception]:
         results: list[list[Account] | Exception] = []
         async with started(src):
             for user in users:
                 try:
-                    results.append(await src.accounts(Identity(user), Credentials(user, "pw")))
+                    with breaker.guard():
+                        results.append(await src.accounts(Identity(user),
+                                                          Credentials(user, "pw")))
                 except (UpstreamError, InternalError) as exc:
                     results.append(exc)
         return results
@@ -403,28 +416,29 @@ def fetch_each(src: Any, users: list[str]) -> list[list[Account] | Exception]:
 
 
 def test_a_4xx_for_one_user_is_a_500_and_never_opens_the_breaker(portal):
-    src = source(portal, extra="breaker_failures = 2\n" + FIELDS)
-    *refused, alice = fetch_each(src, ["refused"] * 4 + ["alice"])
+    src, breaker = source(portal, extra=FIELDS), flow_breaker()
+    *refused, alice = fetch_each(src, ["refused"] * 4 + ["alice"], breaker)
     assert all(type(r) is InternalError for r in refused)  # 500 for that user
     assert all("HTTP 400" in str(r) and "'refused'" in str(r) for r in refused)
     assert [dict(a.fields) for a in alice] == ALICE  # type: ignore[union-attr]
-    assert src.upstream.breaker.state == CLOSED
+    assert breaker.state == CLOSED and breaker.failures == 0
     assert len(portal.seen) == 5
 
 
 def test_a_malformed_answer_for_one_user_does_not_open_the_breaker(portal):
-    src = source(portal, extra="breaker_failures = 2\nmax_bytes = 65536\n" + FIELDS)
-    *garbage, alice = fetch_each(src, ["garbage", "doctype", "garbage", "huge", "alice"])
+    src, breaker = source(portal, extra="max_bytes = 65536\n" + FIELDS), flow_breaker()
+    *garbage, alice = fetch_each(src, ["garbage", "doctype", "garbage", "huge", "alice"],
+                                 breaker)
     assert all(type(g) is UpstreamUnavailable for g in garbage)  # 503 each, not CircuitOpen
     assert [dict(a.fields) for a in alice] == ALICE  # type: ignore[union-attr]
-    assert src.upstream.breaker.state == CLOSED
+    assert breaker.state == CLOSED and breaker.failures == 0
 
 
 def test_5xx_and_timeouts_still_open_the_breaker(portal):
-    src = source(portal, extra="breaker_failures = 2\n" + FIELDS)
-    crash, sleepy, alice = fetch_each(src, ["crash", "sleepy", "alice"])
+    src, breaker = source(portal, extra=FIELDS), flow_breaker()
+    crash, sleepy, alice = fetch_each(src, ["crash", "sleepy", "alice"], breaker)
     assert type(crash) is UpstreamUnavailable and type(sleepy) is UpstreamTimeout
-    assert isinstance(alice, CircuitOpen)
+    assert isinstance(alice, CircuitOpen) and breaker.state == OPEN
     assert len(portal.seen) == 2
 
 
@@ -442,12 +456,12 @@ client_secret = "{OAUTH_CLIENT[1]}"
 def test_a_dead_token_endpoint_opens_the_breaker_and_recovers_through_a_probe():
     port = free_port()  # the API and its token endpoint, not listening yet
     state = PortalState(base_url=f"http://127.0.0.1:{port}")
-    src = oauth_source_at(state.base_url, f"{state.base_url}/oauth/token",
-                          "breaker_failures = 2\nbreaker_cooldown = 0.5")
-    breaker = src.upstream.breaker
+    src = oauth_source_at(state.base_url, f"{state.base_url}/oauth/token")
+    breaker = flow_breaker(2, 0.5)
 
     async def one() -> list[Account]:
-        return await src.accounts(Identity("alice"), Credentials("alice", "pw"))
+        with breaker.guard():
+            return await src.accounts(Identity("alice"), Credentials("alice", "pw"))
 
     async def run() -> float:
         async with started(src):
@@ -475,7 +489,7 @@ def test_requests_queued_behind_a_failed_token_fetch_share_its_failure(portal):
     """A token endpoint that never answers: one fetch, not one per waiting request."""
     with RawServer(lambda head: None) as silent:
         src = oauth_source_at(portal.base_url, f"{silent.url}/oauth/token",
-                              "retries = 0\nbreaker_failures = 50")
+                              "retries = 0")
 
         async def run() -> list[BaseException | list[Account]]:
             async with started(src):
@@ -491,3 +505,98 @@ def test_requests_queued_behind_a_failed_token_fetch_share_its_failure(portal):
         assert len(silent.heads) == 1  # one fetch for all eight
         assert elapsed < 1.5  # read_timeout = 0.5: one wait, not eight in turn
         assert portal.seen == []
+
+
+def test_every_problem_of_the_table_is_reported_at_once_with_its_key():
+    found = problems("""type = "http"
+url = "https://b.example.com/{account.id}"
+accounts_path = "a..b"
+not_found_status = [200]
+max_bytes = 10
+[fields]
+user = "/a/~2"
+[query]
+n = 1.5
+[auth]
+type = "api_key"
+header = "Bad Header"
+""", "source")
+    assert sorted(p.partition(":")[0] for p in found) == sorted([
+        "Config value 'source.url'", "Config value 'source.accounts_path'",
+        "Config value 'source.not_found_status'", "Config value 'source.max_bytes'",
+        "Config value 'source.fields.user'", "Config value 'source.query.n'",
+        "Config value 'source.auth.header'"]), found
+
+
+@pytest.mark.parametrize(("table", "key", "expected"), [
+    ("", "acounts_path", "accounts_path"),
+    ("", "not_found_statuses", "not_found_status"),
+    ('[auth]\ntype = "bearer"\n', "tokn", "token"),
+    ('[auth]\ntype = "oauth2"\ntoken_url = "https://idp.example.com/t"\nclient_id = "c"\n'
+     'client_secret = "s"\n', "client_secret_evn", "client_secret_env"),
+])
+def test_a_misspelt_key_gets_a_did_you_mean(table, key, expected):
+    where = "source.auth" if table else "source"
+    text = f'type = "http"\nurl = "https://b.example.com/x"\n{table}{key} = "x"\n'
+    found = [p for p in problems(text, "source") if "unknown key" in p]
+    assert found == [f"Config value '{where}.{key}': unknown key (did you mean {expected!r}?)"]
+
+
+@pytest.mark.parametrize("table", [
+    '[auth]\ntype = "oauth2"\ntoken_url = "https://idp.example.com/t"\nclient_id = "c"\n'
+    'client_secret = 918273645',
+    '[auth]\ntype = "api_key"\nkey = 918273645',
+    '[auth]\ntype = "bearer"\ntoken = 918273645.5',
+    '[auth]\ntype = "basic"\nusername = "svc"\npassword = [918273645]',
+])
+def test_a_secret_given_as_a_number_is_never_echoed(table):
+    found = problems(f'type = "http"\nurl = "https://b.example.com/x"\n{table}', "source")
+    assert len(found) == 1 and found[0].startswith("Config value 'source.auth."), found
+    assert "expected a string (the value is not shown)" in found[0]
+    assert "918273645" not in found[0]
+    src = make_source('type = "http"\nurl = "https://b.example.com/x"\n[auth]\n'
+                      'type = "api_key"\nkey = "k-918273645"')
+    assert "918273645" not in repr(src.config) + str(src.config)
+
+
+def test_the_old_per_upstream_breaker_keys_are_settings_for_the_backend_breaker():
+    src = source(PortalState(base_url="https://b.example.com"),
+                 extra="breaker_failures = 50\nbreaker_cooldown = 0.5")
+    assert (src.breaker_failures, src.breaker_cooldown) == (50, 0.5)
+    assert not hasattr(src.upstream, "breaker")
+    plain = source(PortalState(base_url="https://b.example.com"))
+    assert (plain.breaker_failures, plain.breaker_cooldown) == (None, None)
+
+
+def ready(src: Any) -> None:
+    async def run() -> None:
+        async with started(src):
+            await src.ready()
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("extra", ["", 'ready_path = "/api/users/alice/primary?probe=1"'])
+def test_ready_against_the_running_api(portal, extra):
+    ready(oauth_source(portal) if not extra else source(portal, extra=extra))
+    assert portal.tokens_issued == 0  # a reachability check, not a login
+    if extra:
+        [seen] = portal.seen
+        assert (seen.raw_path, seen.query) == (b"/api/users/alice/primary", b"probe=1")
+    else:
+        assert portal.seen == []
+
+
+@pytest.mark.parametrize("extra", ["", 'ready_path = "/health"'])
+def test_ready_raises_against_a_closed_port(extra):
+    src = source(PortalState(base_url=f"http://127.0.0.1:{free_port()}"), extra=extra)
+    with pytest.raises(UpstreamUnavailable, match=r"http source 127.0.0.1: .*ECONNREFUSED"):
+        ready(src)
+
+
+def test_ready_times_out_quickly_on_a_silent_upstream():
+    with RawServer(lambda head: None) as silent:
+        src = source(PortalState(base_url=silent.url), extra='ready_path = "/health"',
+                     read_timeout=0.3)
+        with pytest.raises(UpstreamTimeout, match="ReadTimeout"):
+            ready(src)
+        assert len(silent.heads) == 1  # asked once, never retried
