@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import uuid
@@ -13,6 +14,7 @@ import pytest
 from bridge.passwords import hash_password
 from bridge.zoiper.document import parse_config, parse_error
 from tests.gateway import Gateway
+from tests.upstreams import USERS
 
 REDIS_URL = os.environ.get("BRIDGE_TEST_REDIS", "redis://127.0.0.1:6379/15")
 PASSWORDS = {"alice": "A1ice&pass+word%#ü", "hatter": "Hatter-Secret-9", "broken": "Br0ken-pw!"}
@@ -147,3 +149,68 @@ def test_access_log_names_the_client_behind_a_trusted_proxy(tmp_path):
     access = [line for line in gw.output().splitlines() if "bridge.access" in line]
     assert len(access) == 1 and "198.51.100.23 \"GET /provision" in access[0]
     assert "x-wrong" not in gw.output()
+
+
+def test_a_stranger_cannot_lock_a_user_out(tmp_path, redis_available, portal):
+    """Two gateways sharing Redis behind a trusted proxy: a stranger hammers alice from one
+    address; alice, from another, still logs in; the portal sees a bounded number of tries."""
+    config = tmp_path / "config.toml"
+    config.write_text(f"""
+[server]
+trusted_proxies = ["127.0.0.1"]
+
+[auth]
+type = "website"
+url = "{portal.base_url}/api/login"
+success_field = "success"
+username_field = "data.user.login"
+retries = 0
+[auth.json]
+email = "{{login.username}}"
+password = "{{login.password}}"
+
+[source]
+type = "static"
+[[source.accounts]]
+domain = "sip.example.com"
+
+[mapping.account]
+username = "{{login.username}}"
+password = "{{login.password}}"
+SIP_domain = "{{account.domain}}"
+
+[state]
+backend = "redis"
+redis_url = "{REDIS_URL}"
+redis_prefix = "test-{uuid.uuid4().hex}:"
+secret = "{STATE_SECRET}"
+
+[limits]
+username_failures = 3
+backoff_base = 0
+bypass_failures = 1
+""")
+    alice = USERS["alice"]
+
+    def login(gw: Gateway, password: str, address: str) -> int:
+        return httpx.get(gw.base_url + "/provision",
+                         params={"user": "alice", "password": password},
+                         headers={"X-Forwarded-For": address}, timeout=10).status_code
+
+    def tried() -> int:
+        return sum(1 for s in portal.seen
+                   if s.raw_path == b"/api/login" and json.loads(s.body)["email"] == "alice")
+
+    stranger, bots, home = "203.0.113.66", ["203.0.113.70", "203.0.113.71"], "198.51.100.23"
+    portal.seen.clear()
+    with Gateway(config, tmp_path) as a, Gateway(config, tmp_path) as b:
+        statuses = [login(gw, f"Guess-{i}", stranger) for i, gw in enumerate([a, b] * 6)]
+        assert statuses == [401] * 3 + [429] * 9
+        assert login(b, alice, home) == 200                       # a new address: served
+        assert login(a, alice, home) == 200
+        assert login(a, "Guess-right-maybe", stranger) == 429     # the stranger still waits
+        assert login(b, alice, stranger) == 429                   # even with her password
+        assert [login(a, f"Bot-{x}", x) for x in bots] == [401, 429]   # new addresses: 1 try
+        assert login(b, alice, home) == 200                       # her address stays hers
+        # username_failures from the stranger, bypass_failures from new addresses, alice's 3
+        assert tried() == 3 + 1 + 3
