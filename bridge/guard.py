@@ -119,10 +119,16 @@ class Guard:
         message = "\x00".join(parts).encode("utf-8", "surrogatepass")
         return hashlib.blake2b(message, key=self._secret, digest_size=16).hexdigest()
 
-    def attempt(self, credentials: Credentials) -> Attempt:
-        """The keys one request is known by, computed once."""
+    def attempt(self, credentials: Credentials, scope: str = "") -> Attempt:
+        """The keys one request is known by, computed once.
+
+        `scope` keeps users of different tenants apart: the same name in two
+        directories is two people, with two counters.
+        """
         s = self.settings
         name = unicodedata.normalize("NFKC", credentials.username).strip().casefold()
+        if scope:
+            name = f"{scope}\x00{name}"
         addr = pair = None
         if credentials.client:
             where = _address_key(credentials.client)
@@ -130,7 +136,8 @@ class Guard:
                 addr = "a:" + self.digest("addr", where)
             if s.bypass_failures and s.username_failures:
                 pair = "p:" + self.digest("pair", name, where)
-        return Attempt(self.digest("login", credentials.username, credentials.password),
+        login = (scope, credentials.username) if scope else (credentials.username,)
+        return Attempt(self.digest("login", *login, credentials.password),
                        "u:" + self.digest("user", name), addr, pair)
 
     async def recently_failed(self, attempt: Attempt) -> bool:

@@ -125,7 +125,8 @@ class Provisioner:
             if breaker.refusing:  # a peek: the half-open probe is claimed in the fetch below
                 METRICS.inc("bridge_breaker_refusals_total")
                 breaker.check()
-        attempt = self.guard.attempt(credentials)
+        # Tenants count apart; a profile's own users keep the keys they always had.
+        attempt = self.guard.attempt(credentials, "" if pipe is self.pipeline else pipe.name)
         if await self.guard.recently_failed(attempt):
             raise AuthenticationFailed(f"user {credentials.username!r}: same password failed "
                                        "recently (answered without asking the backend)")
