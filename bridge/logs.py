@@ -1,19 +1,28 @@
 """Logging that never prints a password.
 
-Two layers. First, nothing logs query strings: uvicorn's access log (which
-prints them) is replaced by `AccessLogMiddleware`, which logs the path only.
-Second, as a safety net for messages we do not control (a library's exception
-text, a traceback), the formatter masks the current request's secrets: the
-request flow registers them in a context variable, which follows the request
-into tasks and worker threads.
+Three layers. First, nothing logs request targets below the application:
+uvicorn's access log (which prints query strings) is replaced by
+`AccessLogMiddleware`, which logs the path only, and the listener
+(bridge/listener.py) turns uvicorn's other per-request lines off. Second, as a
+safety net for messages we do not control (a library's exception text, a
+traceback), the formatter masks the current request's secrets and the forms
+derived from them (URL-encoded, hex, base64, MD5): the request flow registers
+them in a context variable, which follows the request into tasks and worker
+threads. Third, the formatter masks the value of every configured credential
+parameter (`password=...`, `password%3D...`, `"password": "..."`), whoever's
+it is: the names come from the configuration at start-up.
 """
 
 from __future__ import annotations
 
+import binascii
 import contextvars
+import hashlib
 import logging
+import re
 import time
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
 from urllib.parse import quote, quote_plus
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,55 +31,165 @@ MASK = "********"
 # Masking very short strings would mangle every log line; those are rare as
 # passwords and are still never logged on purpose.
 MIN_MASKED_LENGTH = 4
+MIN_DERIVED_LENGTH = 6  # likewise for a derived form (a base64 fragment of a short secret)
+DEFAULT_CREDENTIAL_PARAMS = ("password",)
 
-_secrets: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+_secrets: contextvars.ContextVar[tuple[_Secret, ...]] = contextvars.ContextVar(
     "bridge_secrets", default=()
 )
 
 access_logger = logging.getLogger("bridge.access")
 
 
+_ESCAPE = re.compile(r"%[0-9A-F]{2}")
+_URLSAFE = str.maketrans("+/", "-_")
+
+
+def _base64_cores(raw: bytes) -> set[str]:
+    """What any base64 text containing `raw` contains, at each of the 3 alignments.
+
+    `user:secret` in a Basic header encodes `secret` at some offset; only the
+    characters whose 6 bits all come from the secret are the same every time.
+    """
+    cores = set()
+    for k in range(3):
+        start, end = -(-8 * k // 6), 8 * (k + len(raw)) // 6
+        core = binascii.b2a_base64(b"\0" * k + raw, newline=False).decode("ascii")[start:end]
+        cores.add(core)
+        cores.add(core.translate(_URLSAFE))
+    return cores
+
+
+def derived_forms(secret: str) -> tuple[str, ...]:
+    """The secret and the forms in which a library might print it, longest first."""
+    raw = secret.encode("utf-8")
+    forms = {secret, raw.hex(), raw.hex().upper()}
+    if not (secret.isascii() and secret.isalnum()):
+        for encoded in {quote(secret, safe=""), quote_plus(secret, safe=""), quote(secret)}:
+            forms.add(encoded)
+            forms.add(_ESCAPE.sub(lambda m: m.group().lower(), encoded))
+    md5 = hashlib.md5(raw, usedforsecurity=False).hexdigest()
+    forms |= {md5, md5.upper()}
+    forms |= _base64_cores(raw)
+    kept = {f for f in forms if f == secret or len(f) >= MIN_DERIVED_LENGTH}
+    return tuple(sorted(kept, key=len, reverse=True))
+
+
+class _Secret:
+    """A registered secret; its derived forms are worked out when a line is first logged."""
+
+    __slots__ = ("_forms", "value")
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+        self._forms: tuple[str, ...] | None = None
+
+    @property
+    def forms(self) -> tuple[str, ...]:
+        if self._forms is None:
+            self._forms = derived_forms(self.value)
+        return self._forms
+
+
 def register_secret(secret: str) -> None:
-    """Mask `secret` (and its URL-encoded forms) in every log line of this request."""
+    """Mask `secret` (and its derived forms) in every log line of this request."""
     if len(secret) < MIN_MASKED_LENGTH:
         return
-    forms = (secret,)
-    # only then can an encoded form differ from the secret itself ("ü".isalnum() is True)
-    if not (secret.isascii() and secret.isalnum()):
-        variants = {secret, quote(secret, safe=""), quote_plus(secret, safe=""), quote(secret)}
-        forms = tuple(sorted(variants, key=len, reverse=True))
-    _secrets.set(_secrets.get() + forms)
+    _secrets.set((*_secrets.get(), _Secret(secret)))
+
+
+# -- credential parameters, by pattern -----------------------------------------------------
+
+# A value: quoted (JSON, a repr), or up to '&', an encoded '&', a space or what a URL
+# cannot hold unencoded. Too much masked is harmless; too little is a leak.
+_VALUE = (r"""(?P<value>b?"(?:\\.|[^"\\])*"?|b?'(?:\\.|[^'\\])*'?"""
+          r"""|(?:(?!%(?:25)?26)[^&\s"<>])+)""")
+_SEPARATOR = r"""(?P<sep>%(?:25)?3D|["']?\s*[:=]\s*)"""
+
+
+def _name_pattern(name: str) -> str:
+    """`name` with each character literal or percent-encoded (once or twice)."""
+    parts = []
+    for char in name:
+        encoded = "".join(f"%(?:25)?{byte:02X}" for byte in char.encode("utf-8"))
+        literal = r"(?:\+| )" if char == " " else re.escape(char)
+        parts.append(f"(?:{literal}|{encoded})")
+    return "".join(parts)
+
+
+_param_names: tuple[str, ...] = ()
+_param_pattern: re.Pattern[str] | None = None
+
+
+def set_credential_params(names: Iterable[str]) -> None:
+    """The query parameters whose values no log line may show (plus `password`)."""
+    global _param_names, _param_pattern
+    unique = {n.lower() for n in (*names, *DEFAULT_CREDENTIAL_PARAMS) if n}
+    _param_names = tuple(sorted(unique, key=len, reverse=True))
+    alternatives = "|".join(_name_pattern(n) for n in _param_names)
+    _param_pattern = re.compile(f"(?P<key>{alternatives}){_SEPARATOR}{_VALUE}", re.IGNORECASE)
+
+
+set_credential_params(())
+
+
+def _mask_param(match: re.Match[str]) -> str:
+    return match.group("key") + match.group("sep") + MASK
 
 
 def redact(text: str) -> str:
     for secret in _secrets.get():
-        if secret in text:
-            text = text.replace(secret, MASK)
+        for form in secret.forms:
+            if form in text:
+                text = text.replace(form, MASK)
+    if _param_pattern is not None:
+        lowered = text.lower()
+        if "%" in text or any(name in lowered for name in _param_names):
+            text = _param_pattern.sub(_mask_param, text)
     return text
 
 
 class RedactingFormatter(logging.Formatter):
+    def __init__(self, fmt: str | None = None, datefmt: str | None = None,
+                 style: Literal["%", "{", "$"] = "%", validate: bool = True, *,
+                 credential_params: Sequence[str] | None = None) -> None:
+        super().__init__(fmt, datefmt, style, validate)
+        if credential_params is not None:
+            set_credential_params(credential_params)
+
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
 
 
-def logging_config(level: str = "info") -> dict[str, Any]:
-    """A dictConfig for our loggers and uvicorn's, all through the redacting formatter."""
+_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+
+
+def logging_config(level: str = "info", credential_params: Sequence[str] = ()) -> dict[str, Any]:
+    """A dictConfig for our loggers and uvicorn's, all through the redacting formatter.
+
+    `credential_params`: the configured password parameter names (see `redact`);
+    a dictConfig carries them into worker processes.
+    """
     handler = {"class": "logging.StreamHandler", "formatter": "default",
                "stream": "ext://sys.stderr"}
+    # Never below DEBUG for uvicorn: at its TRACE level it logs every ASGI message,
+    # query strings included.
+    uvicorn_level = level.upper() if level.upper() in _LEVELS else "DEBUG"
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": {
             "()": "bridge.logs.RedactingFormatter",
-            "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+            "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+            "credential_params": list(credential_params),
         }},
         "handlers": {"default": handler},
         "loggers": {
             "bridge": {"handlers": ["default"], "level": level.upper(), "propagate": False},
-            "uvicorn": {"handlers": ["default"], "level": level.upper(), "propagate": False},
+            "uvicorn": {"handlers": ["default"], "level": uvicorn_level, "propagate": False},
             # Never enabled: they print request URLs with their query strings.
             "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
+            "uvicorn.asgi": {"handlers": [], "level": "CRITICAL", "propagate": False},
             "httpx": {"handlers": ["default"], "level": "WARNING", "propagate": False},
             "httpcore": {"handlers": ["default"], "level": "WARNING", "propagate": False},
         },
