@@ -8,7 +8,9 @@ per worker and SO_REUSEPORT the kernel spreads connections evenly.
 
 The parent only supervises: it starts the workers, restarts one that dies,
 and passes SIGTERM/SIGINT on. A worker that dies within its first seconds
-(port taken, bad certificate) stops everything instead of looping.
+(port taken, bad certificate) stops everything instead of looping. The uvicorn
+options, the listener's protocol and event loop among them (bridge/listener.py),
+are pickled to each worker as they are.
 """
 
 from __future__ import annotations

@@ -29,6 +29,15 @@ def test_workers_share_the_port_and_stop_cleanly(tmp_path):
                 assert time.monotonic() < deadline, "workers did not start"
                 time.sleep(0.2)
         assert response.status_code == 200
+        # The workers run the hardened listener (its options are pickled to them).
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /provision?password=x HTTP/1.1\r\nHost: x\r\n"
+                         b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400 ")
+        assert b"content-type: application/xml; charset=utf-8\r\n" in answer
         # New connections reach both workers (SO_REUSEPORT): only the worker that served
         # the one provisioning request above has counted it.
         seen = set()
