@@ -6,6 +6,7 @@
     [tenants.NAME]        the default profile's tenants
     [profiles.NAME]       more profiles: own path (and host), request, backends, mapping,
                           tenants; every table a profile leaves out is the top level's
+                          (the same backends: inherited tables share pools and breakers)
 
 A profile is one kind of client at one address: how its credentials arrive,
 their format, its dialect, and the pipeline(s) that serve it. A tenant is a
@@ -199,7 +200,7 @@ class ProfileTable(Model):
     policy: PolicySettings | None = None
     breaker: BreakerSettings | None = None
     limits: Table | None = None
-    tenants: dict[str, TenantTable] = {}
+    tenants: dict[str, TenantTable] | None = None  # absent: the top level's; {}: none
 
 
 class FileTable(Model):
@@ -359,8 +360,10 @@ class _Loader:
                                                      self.base_dir))
         limits_table = table.limits if table and table.limits is not None else top.limits
         limits = self._limits(limits_table, at("limits") if table and table.limits else "limits")
-        if query is None or limits is None:
-            return None
+        # On a problem, go on with the defaults so the backends and mapping are checked too.
+        broken = query is None or limits is None
+        query = query or QuerySettings()
+        limits = limits or LimitSettings()
         dialect = dialect_named(query.dialect)
         if query.credentials != "query":
             errors = replace(errors, challenge=f'Basic realm="{query.realm}", charset="UTF-8"')
@@ -373,11 +376,14 @@ class _Loader:
         mapping, mapping_at = pick("mapping")
         policy = (table.policy if table and table.policy else None) or top.policy
         breaker = (table.breaker if table and table.breaker else None) or top.breaker
-        tenants_table = table.tenants if table else top.tenants
-        tenants = [self.pipeline(f"{name}/{t_name}", f"{at('tenants')}.{t_name}", query,
+        # A profile without tenants of its own serves the top level's (same backends).
+        tenants_table, tenants_at = ((table.tenants, at("tenants"))
+                                     if table and table.tenants is not None
+                                     else (top.tenants, "tenants"))
+        tenants = [self.pipeline(f"{name}/{t_name}", f"{tenants_at}.{t_name}", query,
                                  dialect, t.auth, t.source, t.mapping or mapping,
                                  t.policy or policy, t.breaker or breaker, tenant=t,
-                                 mapping_at=(f"{at('tenants')}.{t_name}.mapping" if t.mapping
+                                 mapping_at=(f"{tenants_at}.{t_name}.mapping" if t.mapping
                                              else mapping_at))
                    for t_name, t in tenants_table.items()]
         own = None
@@ -388,7 +394,7 @@ class _Loader:
         if own is None and tenants and (mapping is None and any(t.mapping is None
                                                                  for t in tenants_table.values())):
             self.problems.append(f"Config value '{mapping_at}': is required")
-        if any(t is None for t in tenants):
+        if broken or any(t is None for t in tenants):
             return None
         path = table.path if table else top.server.path
         return Profile(name, path, table.host if table else None, query, dialect, limits,
@@ -417,9 +423,10 @@ class _Loader:
                               frozenset({"plaintext"}))
             if query.password_format not in formats:
                 self.problems.append(
-                    f"Config value '{auth_at}.type': a {auth_spec.type!r} authenticator cannot "
-                    f"check passwords sent as {query.password_format} (the request's "
-                    f"password_format): it needs the password itself. Use password_format = "
+                    f"Config value '{auth_at}.type': profile {name.split('/')[0]!r} receives "
+                    f"passwords as {query.password_format} ([request] password_format), and a "
+                    f"{auth_spec.type!r} authenticator cannot check those: it needs the "
+                    f"password itself. Use password_format = "
                     f"\"plaintext\" in the app's provisioning settings, or a users file with "
                     f"password_md5 entries")
         if auth_spec is None or source_spec is None or compiled is None:
