@@ -262,7 +262,7 @@ class HardenedProtocol(HttpToolsProtocol):
             self.line += data
             del self.line[:-(limits.max_target_length + 64)]
             end = self.line.rfind(self.url) + len(self.url)
-            if end >= len(self.url) and self.line[end:end + 1] in (b"\r", b"\n"):
+            if len(self.url) <= end < len(self.line) and self.line[end] in b"\r\n":
                 self._refuse(_Refused(400, "no HTTP version"))
         elif self.line:
             self.line.clear()

@@ -345,3 +345,37 @@ def test_a_tls_handshake_that_never_comes_is_dropped(tmp_path):
         context = ssl.create_default_context(cafile=str(tls.ca))
         response = httpx.get(f"https://127.0.0.1:{gw.port}/metrics", verify=context)
         assert response.status_code == 200
+
+
+# -- units ----------------------------------------------------------------------------------
+
+def test_addresses_are_counted_per_host_and_per_ipv6_64():
+    from bridge.clientaddr import parse_networks
+    from bridge.listener import LOOPBACK, _address_key
+
+    exempt = (*LOOPBACK, *parse_networks(["10.0.0.0/8"]))
+    assert _address_key(("192.0.2.7", 1234), exempt) == "192.0.2.7"
+    assert _address_key(("2001:db8:1:2:aaaa::1", 1), exempt) == "2001:db8:1:2::/64"
+    assert _address_key(("2001:db8:1:2:bbbb::9", 1), exempt) == "2001:db8:1:2::/64"
+    assert _address_key(("::ffff:192.0.2.7", 1), exempt) == "192.0.2.7"
+    for never in ("127.0.0.5", "::1", "10.1.2.3"):
+        assert _address_key((never, 1), exempt) is None
+    assert _address_key(None, exempt) is None
+
+
+def test_the_options_reach_worker_processes():
+    """`serve --workers` pickles them (spawn); the refusals are rendered once, here."""
+    import pickle
+
+    from bridge.listener import ListenerSettings, uvicorn_options
+
+    original = uvicorn_options(ListenerSettings(idle_timeout=7.0), {"bad_request": "Nope."})
+    options = pickle.loads(pickle.dumps(original))  # noqa: S301 (our own bytes)
+    assert options["ws"] == "none" and options["timeout_keep_alive"] == 7.0
+    refusal = options["http"].keywords["refusals"][431]
+    assert refusal.startswith(b"HTTP/1.1 431 ") and refusal.endswith(b">Nope.</error>")
+    loop = options["loop"]()
+    try:
+        assert loop.handshake_timeout == 10.0
+    finally:
+        loop.close()
