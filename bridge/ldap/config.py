@@ -142,14 +142,14 @@ def _merged(exc: ValidationError | None, found: list[PydanticCustomError]) -> Va
             line["ctx"] = e["ctx"]
         lines.append(line)
     lines.extend({"type": p, "loc": (), "input": None} for p in found)
-    return ValidationError.from_exception_data("config", lines)
+    return ValidationError.from_exception_data("config", lines, hide_input=True)
 
 
 def _many(problems: Mapping[str, str]) -> ValidationError:
     """One problem per key of a table (a map of names), reported at each key."""
     return ValidationError.from_exception_data("config", [
         {"type": problem(message), "loc": (key,), "input": None}
-        for key, message in problems.items()])
+        for key, message in problems.items()], hide_input=True)
 
 
 # -- key types -----------------------------------------------------------------------

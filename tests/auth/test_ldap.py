@@ -218,6 +218,65 @@ def test_one_way_to_find_the_user() -> None:
     assert problems({**base, "user_upn": "{username}@example.test"}) == []
 
 
+def test_cross_key_rules_are_checked_when_other_keys_are_wrong() -> None:
+    """Each problem once, with its key path: a bad timeout does not hide a clear-text bind."""
+    found = problems({
+        "type": "ldap", "client": "openldap", "timeout": 0, "tls": "none",
+        "uri": ["ldap://ldap.example.org", "ldap://ldap2.example.org:0"],
+        "bind_dn": SERVICE_DN, "user_dn": "uid={username},o=x",
+        "user_upn": "{username}@example.test",
+        "groups": {"membership": "nested", "required": ["voip"]},
+    })
+    keys = sorted(p.split("':")[0].removeprefix("Config value '") for p in found)
+    assert keys == ["auth.bind_password", "auth.client", "auth.groups.membership",
+                    "auth.groups.required", "auth.timeout", "auth.tls", "auth.uri",
+                    "auth.user_upn"], found
+    text = "\n".join(found)
+    assert "'auth.tls': 'ldap://ldap.example.org' would carry passwords in clear text" in text
+    assert "'ldap://ldap2.example.org:0': invalid port" in text
+    assert "'auth.user_upn': give user_dn or user_upn, not both" in text
+
+
+def test_misspelt_keys_get_a_suggestion() -> None:
+    base = {"type": "ldap", "uri": "ldaps://ldap.example.org", "user_dn": "uid={username},o=x",
+            "bind_dn": SERVICE_DN}
+    found = problems({**base, "bind_passwrd": SERVICE_PASSWORD,
+                      "groups": {"base": "o=x", "memberhsip": "member"}})
+    assert "Config value 'auth.bind_passwrd': unknown key (did you mean 'bind_password'?)" \
+        in found, found
+    assert "Config value 'auth.groups.memberhsip': unknown key (did you mean 'membership'?)" \
+        in found, found
+    assert "Config value 'auth.bind_password': is required (or bind_password_env / " \
+        "bind_password_file)" in found, found
+    assert SERVICE_PASSWORD not in "\n".join(found)
+
+
+@pytest.mark.parametrize("value", [8675309, 3.14159, ["hunter2-in-a-list"],
+                                   {"pw": "hunter2-in-a-table"}])
+def test_a_service_password_of_the_wrong_type_is_never_echoed(value: Any) -> None:
+    base = {"type": "ldap", "uri": "ldaps://ldap.example.org", "user_dn": "uid={username},o=x",
+            "bind_dn": SERVICE_DN, "bind_password": value}
+    shown = {8675309: "8675309", 3.14159: "3.14159"}.get(value) if not isinstance(
+        value, list | dict) else "hunter2"
+    assert shown is not None
+    alone = problems(base)
+    assert alone == ["Config value 'auth.bind_password': expected a string (the value is not "
+                     "shown)"]
+    with_others = problems({**base, "timeout": "slow", "groups": {"required": ["voip"]}})
+    keys = [p.split("':")[0].removeprefix("Config value '") for p in with_others]
+    assert keys == ["auth.timeout", "auth.bind_password", "auth.groups.base",
+                    "auth.groups.required"], with_others  # the rules ran too
+    assert shown not in "\n".join(alone + with_others)
+
+
+def test_the_service_password_is_in_no_repr() -> None:
+    auth = make({"type": "ldap", "uri": "ldaps://ldap.example.org", "bind_dn": SERVICE_DN,
+                 "bind_password": SERVICE_PASSWORD, "user_dn": "uid={username},o=x"})
+    assert auth.directory.server.service_password == SERVICE_PASSWORD
+    for value in (auth.config, auth.directory, auth.directory.server):
+        assert SERVICE_PASSWORD not in repr(value)
+
+
 def test_default_client_is_asyncio() -> None:
     assert DEFAULT_CLIENT == "asyncio"
     assert make({"type": "ldap", "uri": "ldaps://ldap.example.org",
@@ -542,6 +601,38 @@ async def test_wrong_base_is_a_configuration_error(slapd: Slapd, client: str) ->
     async with running(table(slapd, client, user_search=search)) as auth:
         with pytest.raises(InternalError, match="32"):
             await login(auth, "alice", ALICE.password)
+
+
+# -- readiness ---------------------------------------------------------------------------
+
+
+async def test_ready_when_the_directory_answers(slapd: Slapd, client: str) -> None:
+    anonymous = table(slapd, client, user_search=None, user_dn="uid={username}," + PEOPLE_DN,
+                      bind_dn=None, bind_password=None, attributes=None,
+                      username_attribute=None)
+    for cfg in (table(slapd, client), table(slapd, client, ldaps=False), anonymous):
+        async with running(cfg) as auth:
+            await auth.ready()      # a root DSE read (as the service account, or anonymous)
+            await auth.ready()      # and again, on the pooled connection
+
+
+async def test_ready_raises_when_the_directory_cannot_serve(slapd: Slapd, client: str) -> None:
+    closed = f"ldaps://127.0.0.1:{slapd_mod.free_port()}"
+    async with running(table(slapd, client, uri=closed)) as auth:
+        with pytest.raises(UpstreamUnavailable):
+            await auth.ready()
+    async with running(table(slapd, client, bind_password="not-the-secret")) as auth:
+        with pytest.raises(UpstreamUnavailable, match="service account") as refused:
+            await auth.ready()
+        assert "not-the-secret" not in str(refused.value)
+
+
+async def test_ready_times_out_on_a_paused_directory(private_slapd: Slapd, client: str) -> None:
+    async with running(table(private_slapd, client, ldaps=False, tls="none",
+                             timeout=1, connect_timeout=1)) as auth:
+        await auth.ready()
+        with private_slapd.paused(), pytest.raises(UpstreamTimeout):
+            await auth.ready()
 
 
 # -- connections -------------------------------------------------------------------------
