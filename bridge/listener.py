@@ -154,18 +154,17 @@ def _address_key(client: tuple[str, int] | None, exempt: tuple[Network, ...]) ->
     """Whom the per-address cap counts this connection against (None: nobody)."""
     if client is None:
         return None
-    host = client[0]
     try:
-        ip = ipaddress.ip_address(host)
+        ip = ipaddress.ip_address(client[0])
     except ValueError:
         return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
     if exempt and any(ip in net for net in exempt):
         return None
     if ip.version == 6:
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return host
+    return str(ip)
 
 
 def _per_address(server_state: ServerState) -> Counter[str]:

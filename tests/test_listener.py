@@ -358,7 +358,7 @@ def test_addresses_are_counted_per_host_and_per_ipv6_64():
     assert _address_key(("2001:db8:1:2:aaaa::1", 1), exempt) == "2001:db8:1:2::/64"
     assert _address_key(("2001:db8:1:2:bbbb::9", 1), exempt) == "2001:db8:1:2::/64"
     assert _address_key(("::ffff:192.0.2.7", 1), exempt) == "192.0.2.7"
-    for never in ("127.0.0.5", "::1", "10.1.2.3"):
+    for never in ("127.0.0.5", "::1", "10.1.2.3", "::ffff:127.0.0.1"):
         assert _address_key((never, 1), exempt) is None
     assert _address_key(None, exempt) is None
 
