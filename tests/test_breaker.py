@@ -1,4 +1,4 @@
-"""The circuit breaker alone, on a fake clock (the backend-level test is in tests/sources)."""
+"""The circuit breaker alone, on a fake clock (around real backends: tests/sources/test_http.py)."""
 
 from __future__ import annotations
 

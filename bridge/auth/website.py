@@ -62,11 +62,12 @@ from bridge.auth import Authenticator
 from bridge.config import Scalar as ConfigScalar
 from bridge.errors import UpstreamUnavailable
 from bridge.logs import register_secret
+from bridge.mapping import text_of
 from bridge.models import Credentials, Identity, Scalar
 from bridge.upstream import documents
 from bridge.upstream.client import Reply, UpstreamClient
 from bridge.upstream.config import DocumentPath, RequestConfig, Statuses
-from bridge.upstream.templates import Problem, UnsafeValue, Values, text_of
+from bridge.upstream.templates import Problem, UnsafeValue, Values
 
 logger = logging.getLogger("bridge.auth.website")
 

@@ -47,9 +47,9 @@ from bridge.errors import (
     UpstreamUnavailable,
 )
 from bridge.upstream import documents
-from bridge.upstream.config import ConnectionConfig, describe_failure
+from bridge.upstream.config import ConnectionConfig
 from bridge.upstream.templates import Prepared
-from bridge.upstream.transport import AiohttpTransport
+from bridge.upstream.transport import AiohttpTransport, describe_failure
 
 logger = logging.getLogger("bridge.upstream")
 
@@ -186,8 +186,9 @@ class UpstreamClient:
         """The reply; raise UpstreamError (an unusable answer is raised marked `answered`)."""
         if self.http is None:
             raise InternalError(f"{self.name}: used before start()")
-        request = self.http.build_request(prepared.method, prepared.url,
-                                          headers=prepared.headers, content=prepared.content)
+        headers = [(name.encode("ascii"), value) for name, value in prepared.headers]
+        request = self.http.build_request(prepared.method, prepared.url, headers=headers,
+                                          content=prepared.content)
         for _hop in range(MAX_REDIRECTS + 1):
             response = await self._send(request, auth)
             try:

@@ -48,7 +48,7 @@ from bridge.upstream.templates import (
     header_problems,
     is_password,
 )
-from bridge.upstream.transport import failure_reason, reason_of
+from bridge.upstream.transport import describe_failure
 
 StatusCode = Annotated[int, Field(ge=100, le=599)]
 Statuses = Annotated[list[StatusCode], Field(min_length=1)]
@@ -70,17 +70,6 @@ def problems(found: Sequence[Problem], title: str) -> ValidationError:
     return ValidationError.from_exception_data(title, [
         InitErrorDetails(type=problem(message), loc=where, input=None)
         for where, message in found])
-
-
-def describe_failure(exc: BaseException) -> str:
-    """The exception class, plus a secret-free reason (errno name, TLS reason) when there is one.
-
-    Errors from the transport carry their reason (their aiohttp cause is not
-    kept); for others (a CA file that does not load) it is dug out of the
-    exception and what it wraps. Never the exception's text.
-    """
-    reason = reason_of(exc) or failure_reason(exc)
-    return f"{type(exc).__name__} ({reason})" if reason else type(exc).__name__
 
 
 def scheme_problem(url: httpx.URL, allow_http: bool) -> str | None:

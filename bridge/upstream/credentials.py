@@ -42,8 +42,8 @@ from pydantic_core.core_schema import ErrorType
 
 from bridge.config import Model, Secret, describe, is_secret, problem
 from bridge.errors import BridgeError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from bridge.upstream.config import describe_failure
 from bridge.upstream.templates import HEADER_NAME
+from bridge.upstream.transport import describe_failure
 
 logger = logging.getLogger("bridge.upstream")
 
@@ -159,8 +159,8 @@ _KINDS: dict[str, type[Model]] = {"bearer": BearerAuth, "api_key": ApiKeyAuth,
 
 def parse_service_auth(value: Any, info: ValidationInfo) -> ServiceAuthConfig | None:
     """The `[auth]` table by its `type`, problems located under it (for a plain validator)."""
-    if value is None or isinstance(value, tuple(_KINDS.values())):
-        return value  # type: ignore[no-any-return]
+    if value is None or isinstance(value, BearerAuth | ApiKeyAuth | BasicAuth | OAuth2Auth):
+        return value
     if not isinstance(value, dict):
         raise PydanticCustomError("config", "{message}", {
             "message": f"expected a table, received {describe(value)}", "key": None})
@@ -196,8 +196,7 @@ def _suggested(error: ErrorDetails, model: type[Model]) -> InitErrorDetails:
         return InitErrorDetails(type=problem("unknown key" + hint), loc=error["loc"],
                                 input=None)
     if kind in _STANDARD:
-        return InitErrorDetails(type=kind, loc=error["loc"], input=error["input"],  # type: ignore[typeddict-item]
-                                ctx=ctx)
+        return InitErrorDetails(type=kind, loc=error["loc"], input=error["input"], ctx=ctx)
     # Ours (config, secret, scalar, path): the same type and text, braces and all.
     template = "{message}" if "message" in ctx else "{_text}"
     return InitErrorDetails(type=PydanticCustomError(kind, template,
@@ -287,7 +286,8 @@ class OAuth2ClientCredentials:
                 self._failed = None
                 self._fetches += 1
                 self._stale = False
-        return client.token_auth
+        auth: httpx.Auth = client.token_auth
+        return auth
 
     def invalidate(self) -> None:
         self._stale = True

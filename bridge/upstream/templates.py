@@ -226,7 +226,8 @@ def compile_text(value: Scalar, scopes: tuple[str, ...]) -> Parts:
 def compile_table(table: dict[str, Scalar], scopes: tuple[str, ...]
                   ) -> tuple[tuple[tuple[str, Parts], ...], list[Problem]]:
     """Each value compiled; the problems (one per bad value) keyed by its name."""
-    compiled, problems = [], []
+    compiled: list[tuple[str, Parts]] = []
+    problems: list[Problem] = []
     for name, value in table.items():
         try:
             compiled.append((name, compile_text(value, scopes)))

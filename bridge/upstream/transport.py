@@ -88,6 +88,17 @@ def reason_of(exc: BaseException) -> str:
     return exc.reason if isinstance(exc, Failure) else ""
 
 
+def describe_failure(exc: BaseException) -> str:
+    """The exception class, plus a secret-free reason (errno name, TLS reason) when there is one.
+
+    Errors from the transport carry their reason (their aiohttp cause is not
+    kept); for others (a CA file that does not load) it is dug out of the
+    exception and what it wraps. Never the exception's text.
+    """
+    reason = reason_of(exc) or failure_reason(exc)
+    return f"{type(exc).__name__} ({reason})" if reason else type(exc).__name__
+
+
 def _mapped(exc: BaseException) -> httpx.TransportError:
     kind: type[Failure]
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
