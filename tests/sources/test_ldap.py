@@ -25,6 +25,7 @@ from tests.ldap.slapd import (
     SERVICE_PASSWORD,
     USERS,
     Slapd,
+    free_port,
 )
 
 pytestmark = pytest.mark.slow
@@ -96,6 +97,49 @@ def test_configuration_problems() -> None:
         assert needle in found, found
     assert "needs at least one field" in "\n".join(source_problems(
         {"type": "ldap", "from": "directory", "uri": "ldaps://ldap.example.org"}))
+
+
+def test_connection_keys_are_only_for_a_directory_search() -> None:
+    found = source_problems({"type": "ldap", "uri": "ldaps://ldap.example.org",
+                             "bind_dn": SERVICE_DN, "bind_password_env": "ZB_UNUSED",
+                             "fields": {"x": "mail"}})
+    assert found == [
+        "Config value 'source.bind_password': bind_password_env: environment variable "
+        "'ZB_UNUSED' is not set"] + [
+        f"Config value 'source.{key}': only used with from = \"directory\""
+        for key in ("uri", "bind_dn", "fields")], found
+
+
+def test_every_problem_of_a_directory_source_at_once() -> None:
+    found = source_problems({
+        "type": "ldap", "from": "directory", "uri": "ldap://ldap.example.org", "tls": "none",
+        "bind_password": 42, "timeout": -1, "fields": {"dn": "entryDN", "ext": "not an attr"},
+        "per_value": "", "max_accounts": 1001, "base": "ou={team},o=x", "filter": "uid=x",
+        "pool_sise": 4})
+    keys = sorted(p.split("':")[0].removeprefix("Config value 'source.") for p in found)
+    assert keys == ["base", "bind_password", "fields.dn", "fields.ext", "filter",
+                    "max_accounts", "per_value", "pool_sise", "timeout", "tls"], found
+    text = "\n".join(found)
+    assert "'source.pool_sise': unknown key (did you mean 'pool_size'?)" in text
+    assert "'source.bind_password': expected a string (the value is not shown)" in text
+    assert "42" not in text
+    assert source_problems({"type": "ldap", "from": "directory", "fields": {"x": "mail"}}) == [
+        "Config value 'source.uri': is required"]
+
+
+async def test_ready(slapd: Slapd, client: str) -> None:
+    async with running({"type": "ldap"}) as source:   # from = "identity": nothing to probe
+        await source.ready()
+        assert source.client is None
+    async with running(source_table(slapd, client)) as source:
+        await source.ready()
+    closed = f"ldaps://127.0.0.1:{free_port()}"
+    async with running(source_table(slapd, client, uri=closed)) as source:
+        with pytest.raises(UpstreamUnavailable):
+            await source.ready()
+    async with running(source_table(slapd, client, bind_password="wrong")) as source:
+        with pytest.raises(UpstreamUnavailable, match="service account"):
+            await source.ready()
 
 
 async def test_identity_mode_reuses_what_the_authenticator_read(slapd: Slapd,
