@@ -9,6 +9,7 @@ the same class, so a new backend gets the same error messages for free.
 
 from __future__ import annotations
 
+import builtins
 import contextvars
 import difflib
 import os
@@ -62,32 +63,32 @@ _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "tru
 class Section:
     def __init__(
         self,
-        data: Mapping[str, Any],
-        path: str = "",
-        problems: list[str] | None = None,
+        data: Mapping[builtins.str, Any],
+        path: builtins.str = "",
+        problems: list[builtins.str] | None = None,
         base_dir: Path | None = None,
     ) -> None:
         self.data = data
         self.path = path
-        self.problems: list[str] = [] if problems is None else problems
+        self.problems: list[builtins.str] = [] if problems is None else problems
         self.base_dir = base_dir or Path.cwd()
-        self._seen: set[str] = set()
+        self._seen: set[builtins.str] = set()
 
     # -- bookkeeping --------------------------------------------------------
 
-    def key_path(self, key: str) -> str:
+    def key_path(self, key: builtins.str) -> builtins.str:
         return f"{self.path}.{key}" if self.path else key
 
-    def problem(self, key: str, message: str) -> None:
+    def problem(self, key: builtins.str, message: builtins.str) -> None:
         self.problems.append(f"Config value '{self.key_path(key)}': {message}")
 
-    def __contains__(self, key: str) -> bool:
+    def __contains__(self, key: builtins.str) -> builtins.bool:
         return key in self.data
 
-    def keys(self) -> Iterator[str]:
+    def keys(self) -> Iterator[builtins.str]:
         return iter(self.data)
 
-    def mark(self, *keys: str) -> None:
+    def mark(self, *keys: builtins.str) -> None:
         """Declare keys as known without reading them through this class."""
         self._seen.update(keys)
 
@@ -98,7 +99,8 @@ class Section:
 
     # -- typed readers ------------------------------------------------------
 
-    def _get(self, key: str, default: Any, kind: type | tuple[type, ...], placeholder: Any) -> Any:
+    def _get(self, key: builtins.str, default: Any, kind: type | tuple[type, ...],
+             placeholder: Any) -> Any:
         self._seen.add(key)
         if key not in self.data:
             if default is REQUIRED:
@@ -108,7 +110,8 @@ class Section:
         value = self.data[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
         # bool is an int in Python; TOML keeps them apart and so do we.
-        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        ok = isinstance(value, kinds) and not (isinstance(value, builtins.bool)
+                                               and builtins.bool not in kinds)
         if not ok:
             expected = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
             self.problem(key, f"expected {expected}, received {describe(value)}")
@@ -117,14 +120,14 @@ class Section:
 
     def str(
         self,
-        key: str,
+        key: builtins.str,
         default: Any = REQUIRED,
         *,
-        choices: tuple[str, ...] | None = None,
-        nonempty: bool = False,
-    ) -> str:
-        value = self._get(key, default, str, "")
-        if not isinstance(value, str):
+        choices: tuple[builtins.str, ...] | None = None,
+        nonempty: builtins.bool = False,
+    ) -> builtins.str:
+        value = self._get(key, default, builtins.str, "")
+        if not isinstance(value, builtins.str):
             return value
         if choices is not None and value not in choices and key in self.data:
             self.problem(key, f"expected one of {', '.join(map(repr, choices))}, "
@@ -133,18 +136,19 @@ class Section:
             self.problem(key, "must not be empty")
         return value
 
-    def int(self, key: str, default: Any = REQUIRED, *, min: int | None = None,
-            max: int | None = None) -> int:
-        value = self._get(key, default, int, 0 if min is None else min)
+    def int(self, key: builtins.str, default: Any = REQUIRED, *, min: builtins.int | None = None,
+            max: builtins.int | None = None) -> builtins.int:
+        value = self._get(key, default, builtins.int, 0 if min is None else min)
         return self._range(key, value, min, max)
 
-    def float(self, key: str, default: Any = REQUIRED, *, min: float | None = None,
-              max: float | None = None) -> float:
-        value = self._get(key, default, (int, float), 0.0 if min is None else min)
+    def float(self, key: builtins.str, default: Any = REQUIRED, *,
+              min: builtins.float | None = None,
+              max: builtins.float | None = None) -> builtins.float:
+        value = self._get(key, default, (int, builtins.float), 0.0 if min is None else min)
         return self._range(key, float(value) if value is not None else value, min, max)
 
-    def _range(self, key: str, value: T, low: Any, high: Any) -> T:
-        if key in self.data and isinstance(value, int | float):
+    def _range(self, key: builtins.str, value: T, low: Any, high: Any) -> T:
+        if key in self.data and isinstance(value, builtins.int | builtins.float):
             if low is not None and value < low:
                 self.problem(key, f"must be at least {low}, received {value}")
                 return low
@@ -153,33 +157,34 @@ class Section:
                 return high
         return value
 
-    def bool(self, key: str, default: Any = REQUIRED) -> bool:
-        return self._get(key, default, bool, False)
+    def bool(self, key: builtins.str, default: Any = REQUIRED) -> builtins.bool:
+        return self._get(key, default, builtins.bool, False)
 
-    def list_str(self, key: str, default: Any = REQUIRED) -> list[str]:
+    def list_str(self, key: builtins.str, default: Any = REQUIRED) -> list[builtins.str]:
         value = self._get(key, default, list, [])
         if key in self.data and isinstance(value, list):
-            bad = [v for v in value if not isinstance(v, str)]
+            bad = [v for v in value if not isinstance(v, builtins.str)]
             if bad:
                 self.problem(key, f"expected a list of strings, received {describe(bad[0])}")
                 return []
         return value
 
-    def scalars(self, *, skip: tuple[str, ...] = ()) -> dict[str, str | int | bool]:
+    def scalars(self, *, skip: tuple[builtins.str, ...] = ()
+                ) -> dict[builtins.str, builtins.str | builtins.int | builtins.bool]:
         """Every other key of this table as a free-form value (attributes, account fields)."""
-        values: dict[str, str | int | bool] = {}
+        values: dict[builtins.str, builtins.str | builtins.int | builtins.bool] = {}
         for key in list(self.data):
             if key in skip:
                 continue
             value = self.raw(key)
-            if isinstance(value, str | int | bool):
+            if isinstance(value, builtins.str | builtins.int | builtins.bool):
                 values[key] = value
             else:
                 self.problem(key, f"expected text, a number or true/false, "
                                   f"received {describe(value)}")
         return values
 
-    def raw(self, key: str, default: Any = REQUIRED) -> Any:
+    def raw(self, key: builtins.str, default: Any = REQUIRED) -> Any:
         self._seen.add(key)
         if key not in self.data:
             if default is REQUIRED:
@@ -188,11 +193,11 @@ class Section:
             return default
         return self.data[key]
 
-    def table(self, key: str, *, required: bool = False) -> Section:
+    def table(self, key: builtins.str, *, required: builtins.bool = False) -> Section:
         value = self._get(key, REQUIRED if required else {}, dict, {})
         return Section(value, self.key_path(key), self.problems, self.base_dir)
 
-    def tables(self, key: str, *, required: bool = False) -> list[Section]:
+    def tables(self, key: builtins.str, *, required: builtins.bool = False) -> list[Section]:
         value = self._get(key, REQUIRED if required else [], list, [])
         sections = []
         for i, item in enumerate(value):
@@ -203,7 +208,8 @@ class Section:
                                     self.base_dir))
         return sections
 
-    def path_value(self, key: str, default: Any = REQUIRED, *, must_exist: bool = True) -> Path:
+    def path_value(self, key: builtins.str, default: Any = REQUIRED, *,
+                   must_exist: builtins.bool = True) -> Path:
         """A file path; relative paths are taken from the configuration file's folder."""
         value = self.str(key, default)
         if not value:
@@ -215,7 +221,7 @@ class Section:
             self.problem(key, f"file not found: {path}")
         return path
 
-    def secret(self, key: str, *, required: bool = True) -> str | None:
+    def secret(self, key: builtins.str, *, required: builtins.bool = True) -> builtins.str | None:
         """A secret given inline as KEY, or through KEY_env or KEY_file (exactly one).
 
         Files may end with one newline (as `echo` writes them); it is dropped.
