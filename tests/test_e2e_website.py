@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from bridge.zoiper.document import parse_config, parse_error
-from tests.gateway import Gateway
+from tests.gateway import Gateway, free_port
 from tests.upstreams import (
     CUSTOMERS,
     INJECTION,
@@ -283,3 +283,30 @@ def test_a_password_in_the_upstream_url_never_reaches_the_log(raw_server, tls_po
         assert reason in output, (user, output)  # each failure is logged, with its reason
     assert leaks(output, password) == [], output
     assert "password=" not in output and "/portal/login" not in output
+
+
+def check_connect(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bridge.cli", "check-config", "--connect",
+                           str(config)], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env={**os.environ, "E2E_API_KEY": API_KEY})
+
+
+def test_check_config_connect_reaches_the_portal_and_the_api(portal, tmp_path):
+    """ready(): the login's ready_path is asked once; the API (no ready_path) is connected to."""
+    config = tmp_path / "config.toml"
+    config.write_text(CONFIG.format(portal=portal.base_url).replace(
+        "retries = 0\n", 'retries = 0\nready_path = "/api/users/alice/primary"\n', 1))
+    result = check_connect(config)
+    assert result.returncode == 0, result.stderr
+    assert "[auth] ready" in result.stdout and "[source] ready" in result.stdout
+    assert [(s.method, s.raw_path) for s in portal.seen] == [("GET", b"/api/users/alice/primary")]
+
+
+def test_check_config_connect_names_a_closed_port(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(CONFIG.format(portal=f"http://127.0.0.1:{free_port()}"))
+    result = check_connect(config)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if "NOT READY" in line]
+    assert len(lines) == 2 and all("ECONNREFUSED" in line for line in lines), result.stderr
+    assert "website login 127.0.0.1" in lines[0] and "http source 127.0.0.1" in lines[1]
