@@ -161,9 +161,8 @@ def parse_service_auth(value: Any, info: ValidationInfo) -> ServiceAuthConfig | 
     """The `[auth]` table by its `type`, problems located under it (for a plain validator)."""
     if value is None or isinstance(value, BearerAuth | ApiKeyAuth | BasicAuth | OAuth2Auth):
         return value
-    if not isinstance(value, dict):
-        raise PydanticCustomError("config", "{message}", {
-            "message": f"expected a table, received {describe(value)}", "key": None})
+    if not isinstance(value, dict):  # not shown: it may well be the token itself
+        raise problem("expected a table with a type (the value is not shown)")
     kind = value.get("type")
     if kind not in _KINDS:
         message = ("is required" if kind is None else "expected one of "

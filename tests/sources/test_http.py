@@ -559,6 +559,13 @@ def test_a_secret_given_as_a_number_is_never_echoed(table):
     assert "918273645" not in repr(src.config) + str(src.config)
 
 
+def test_a_token_given_instead_of_the_auth_table_is_not_echoed():
+    found = problems('type = "http"\nurl = "https://b.example.com/x"\nauth = "tok-918273645"',
+                     "source")
+    assert found == ["Config value 'source.auth': expected a table with a type "
+                     "(the value is not shown)"]
+
+
 def test_the_old_per_upstream_breaker_keys_are_settings_for_the_backend_breaker():
     src = source(PortalState(base_url="https://b.example.com"),
                  extra="breaker_failures = 50\nbreaker_cooldown = 0.5")
