@@ -54,6 +54,7 @@ from pydantic_core import PydanticCustomError
 from bridge.auth import Authenticator
 from bridge.config import Model, describe, problem
 from bridge.errors import BridgeError, InternalError, NotPermitted
+from bridge.ldap.checked import Checked
 from bridge.ldap.client import (
     INVALID_CREDENTIALS,
     Entry,
@@ -66,7 +67,6 @@ from bridge.ldap.client import (
 )
 from bridge.ldap.config import (
     Binary,
-    Checked,
     DirectoryConfig,
     NonEmpty,
     ScopeName,

@@ -20,24 +20,15 @@ import ssl
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, Literal, Self
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
-from pydantic import (
-    Field,
-    ModelWrapValidatorHandler,
-    PlainValidator,
-    PrivateAttr,
-    TypeAdapter,
-    ValidationError,
-    ValidationInfo,
-    model_validator,
-)
-from pydantic_core import InitErrorDetails, PydanticCustomError
-from pydantic_core.core_schema import ErrorType
+from pydantic import Field, PlainValidator, ValidationError
+from pydantic_core import PydanticCustomError
 
-from bridge.config import FilePath, Model, Secret, describe, problem
+from bridge.config import FilePath, Secret, describe, problem
 from bridge.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from bridge.ldap.checked import Checked
 from bridge.ldap.client import Entry, LdapClient, LdapError, Scope, ServerSettings, TlsMode
 from bridge.ldap.errors import translate
 from bridge.ldap.escape import parse_dn, placeholders
@@ -51,98 +42,7 @@ DEFAULT_THREADS = 64
 READY_TIMEOUT = 3.0  # seconds for ready(): a probe must not hang like a request may
 
 
-# -- cross-key rules, checked even when another key is wrong ---------------------------
-
-
-class Checked(Model):
-    """A table with cross-key rules that are checked even when some other key is wrong.
-
-    pydantic runs after-validators only once every key has validated, so a bad
-    `timeout` would hide that the same table sends passwords in clear text.
-    `rules()` yields the cross-key problems (`problem(message, key)`); it runs on
-    the validated table or, when some keys are wrong, on those that are right:
-    a rule reads a key only if `self.valid(key)`.
-    """
-
-    _invalid: frozenset[str] = PrivateAttr(default=frozenset())
-    _input: dict[str, Any] = PrivateAttr(default_factory=dict)
-
-    def valid(self, *names: str) -> bool:
-        """Whether these keys validated (always, once the whole table has)."""
-        return not self._invalid.intersection(names)
-
-    def given(self, key: str) -> Any:
-        """What the file says at `key`, for a rule that can use part of an invalid key."""
-        return self._input.get(key)
-
-    def rules(self) -> Iterator[PydanticCustomError]:
-        return iter(())
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _check_rules(cls, data: Any, handler: ModelWrapValidatorHandler[Self],
-                     info: ValidationInfo) -> Self:
-        try:
-            value = handler(data)
-        except ValidationError as exc:
-            partial = cls._partial(data, exc, info)
-            found = list(partial.rules()) if partial is not None else []
-            if not found:
-                raise
-            raise _merged(exc, found) from None
-        found = list(value.rules())
-        if found:
-            raise _merged(None, found)
-        return value
-
-    @classmethod
-    def _partial(cls, data: Any, exc: ValidationError, info: ValidationInfo) -> Self | None:
-        """The keys that are right, each validated alone; the others marked invalid."""
-        if not isinstance(data, dict):
-            return None
-        data = cls._resolve_secrets(data)  # type: ignore[operator]  # the base's KEY_env
-        failed = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
-        values: dict[str, Any] = {}
-        given: set[str] = set()
-        invalid: set[str] = set()
-        for name, f in cls.model_fields.items():
-            key = f.alias or name
-            if key in failed or (key not in data and f.is_required()):
-                invalid.add(name)
-            elif key not in data:
-                values[name] = f.get_default(call_default_factory=True)
-            else:
-                kind: Any = Annotated[f.annotation, *f.metadata] if f.metadata else f.annotation
-                adapter: TypeAdapter[Any] = TypeAdapter(kind)
-                try:
-                    values[name] = adapter.validate_python(data[key], context=info.context)
-                except ValidationError:
-                    invalid.add(name)
-                else:
-                    given.add(name)
-        partial = cls.model_construct(_fields_set=given, **values)
-        partial._invalid = frozenset(invalid)
-        partial._input = data
-        return partial
-
-
-_CORE_ERRORS = frozenset(typing.get_args(ErrorType))
-
-
-def _merged(exc: ValidationError | None, found: list[PydanticCustomError]) -> ValidationError:
-    """pydantic's problems of a table and its rules' problems, as one ValidationError."""
-    lines: list[InitErrorDetails] = []
-    for e in exc.errors(include_url=False) if exc is not None else []:
-        kind: Any = e["type"]
-        if kind not in _CORE_ERRORS:  # a custom error: rebuilt with its rendered message
-            kind = PydanticCustomError(kind, "{message}",
-                                       {**(e.get("ctx") or {}), "message": e["msg"]})
-        line: InitErrorDetails = {"type": kind, "loc": e["loc"], "input": e["input"]}
-        if "ctx" in e and isinstance(kind, str):
-            line["ctx"] = e["ctx"]
-        lines.append(line)
-    lines.extend({"type": p, "loc": (), "input": None} for p in found)
-    return ValidationError.from_exception_data("config", lines, hide_input=True)
+# -- key types -----------------------------------------------------------------------
 
 
 def _many(problems: Mapping[str, str]) -> ValidationError:
@@ -152,7 +52,6 @@ def _many(problems: Mapping[str, str]) -> ValidationError:
         for key, message in problems.items()], hide_input=True)
 
 
-# -- key types -----------------------------------------------------------------------
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 
