@@ -108,8 +108,10 @@ class CircuitBreaker:
         self.failures += 1
         if self.failure_threshold <= 0:
             return
-        if self._probing or (self._opened_at is None
-                             and self.failures >= self.failure_threshold):
+        # In half-open, any failure (the probe's, or one that ended without a verdict
+        # first, like a request deadline) opens the circuit for a new cool-down.
+        if self._probing or self.state == HALF_OPEN or (
+                self._opened_at is None and self.failures >= self.failure_threshold):
             logger.warning("circuit %s: open for %.1fs after %d consecutive failure(s)",
                            self.name, self.cooldown, self.failures)
             self._opened_at = self.clock()

@@ -24,6 +24,10 @@ from bridge.config import ConfigError, Model, Section, describe, validate
 class Backend:
     Config: ClassVar[type[Model] | None] = None
     """The declared table of this backend (without its `type` key)."""
+    # A backend's own `breaker_failures` / `breaker_cooldown` keys (HTTP upstreams had
+    # them before [breaker] existed) override [breaker] for its breaker; None: [breaker].
+    breaker_failures: int | None = None
+    breaker_cooldown: float | None = None
 
     def __init__(self, config: Any = None) -> None:
         self.config = config

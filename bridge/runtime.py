@@ -70,8 +70,11 @@ class Runtime:
             b = pipeline.breaker
             name = f"{role} [{spec.kind}]"
             self._where[id(spec)] = spec.kind
-            self._backends[id(spec)] = (spec.build(),
-                                        CircuitBreaker(name, b.failures, b.cooldown))
+            backend = spec.build()
+            failures, cooldown = backend.breaker_failures, backend.breaker_cooldown
+            self._backends[id(spec)] = (backend, CircuitBreaker(
+                name, b.failures if failures is None else failures,
+                b.cooldown if cooldown is None else cooldown))
         return self._backends[id(spec)]
 
     def described_backends(self) -> list[tuple[str, Backend]]:

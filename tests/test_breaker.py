@@ -174,3 +174,43 @@ def test_refusing_peeks_without_claiming_the_probe():
     assert breaker.refusing                 # everyone else waits for its verdict
     breaker.success()
     assert not breaker.refusing
+
+
+async def test_a_backend_that_hangs_past_the_deadline_opens_its_breaker():
+    """The deadline is shorter than the backend's own timeout: without counting the deadline
+    as the backend's failure, every request would wait the full deadline forever."""
+    from bridge.cache import CacheSettings, ResponseCache
+    from bridge.errors import UpstreamError
+    from bridge.guard import Guard, LimitSettings
+    from bridge.mapping import ConfigMapping
+    from bridge.models import Credentials, Identity
+    from bridge.provision import Provisioner
+    from bridge.settings import BreakerSettings
+    from bridge.state import MemoryStore
+    from tests.upstreams import section
+
+    class Hanging:
+        calls = 0
+
+        async def authenticate(self, credentials: Credentials) -> Identity | None:
+            Hanging.calls += 1
+            await asyncio.sleep(3600)
+            return None
+
+    mapping = ConfigMapping.from_config(section(
+        '[account]\nusername = "u"\npassword = "p"\nSIP_domain = "d"\n', "mapping"))
+    store = MemoryStore()
+    p = Provisioner(Hanging(), object(), mapping, 0.1,  # type: ignore[arg-type]
+                    Guard(store, LimitSettings(username_failures=0, address_failures=0,
+                                               lockout_window=0), b"k" * 32),
+                    ResponseCache(store, CacheSettings()),
+                    BreakerSettings(failures=3, cooldown=30))
+    timings = []
+    for i in range(5):
+        start = time.perf_counter()
+        with pytest.raises(UpstreamError):
+            await p.provision(Credentials(f"user{i}", "pw"))
+        timings.append(time.perf_counter() - start)
+    assert Hanging.calls == 3                       # the breaker opened after three deadlines
+    assert p.pipeline is not None and p.pipeline.auth_breaker.state == OPEN
+    assert min(timings[:3]) >= 0.09 and max(timings[3:]) < 0.05
