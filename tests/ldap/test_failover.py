@@ -275,11 +275,9 @@ async def test_a_hanging_first_server_is_failed_over(slapd: Slapd, kind: str,
             seen = hang.accepted
             assert seen >= 1
             # while it is down, new connections (the first search connection) skip it
-            t0 = time.monotonic()
             assert await find_bob(client) == 1
             assert (await client.bind(ALICE.dn, "not-her-password")).code == 49  # a result
-            assert time.monotonic() - t0 < TIMEOUT
-            assert hang.accepted == seen
+            assert hang.accepted == seen  # not contacted: no time lost on it
             # once down_for has passed, new connections try it again, and fail over again
             await asyncio.sleep(DOWN_FOR + 0.1)
             results = await asyncio.gather(*(client.bind(ALICE.dn, PASSWORD)
@@ -296,11 +294,11 @@ async def test_a_closing_first_server_is_failed_over(slapd: Slapd, kind: str,
     with Listener("close") as closing:
         settings = settings_for(slapd, tls, [closing.uri(tls), slapd_uri(slapd, tls)])
         async with running(kind, settings) as client:
-            t0 = time.monotonic()
             assert (await client.bind(ALICE.dn, PASSWORD)).ok
             assert await find_bob(client) == 1
-            assert time.monotonic() - t0 < TIMEOUT  # a close costs no timeout
             assert list(failover_of(client).down()) == [closing.uri(tls)]
+            mark = failover_of(client)._down[closing.uri(tls)]
+            assert not mark.timeout, mark  # found closed at once, not by waiting for a timeout
             seen = closing.accepted
             results = await asyncio.gather(*(client.bind(ALICE.dn, PASSWORD)
                                              for _ in range(4)))
@@ -316,14 +314,12 @@ async def test_a_hanging_second_server_costs_nothing(slapd: Slapd, kind: str,
         settings = settings_for(slapd, tls, [slapd_uri(slapd, tls), hang.uri(tls)])
         async with running(kind, settings) as client:
             for _ in range(3):
-                t0 = time.monotonic()
                 assert (await client.bind(ALICE.dn, PASSWORD)).ok
                 assert await find_bob(client) == 1
-                assert time.monotonic() - t0 < TIMEOUT
             results = await asyncio.gather(*(client.bind(ALICE.dn, PASSWORD)
                                              for _ in range(4)))
             assert all(r.ok for r in results)
-            assert hang.accepted == 0
+            assert hang.accepted == 0  # never contacted: it cannot have added any latency
             assert failover_of(client).down() == {}
 
 
@@ -344,7 +340,7 @@ async def test_every_server_down_is_unavailable_at_once_after_the_first_look(
                 t0 = time.monotonic()
                 with pytest.raises(LdapUnavailable, match="skipped for"):
                     await request()
-                assert time.monotonic() - t0 < 0.2
+                assert time.monotonic() - t0 < 0.3  # no I/O at all (the counts below)
             assert (hang.accepted, closing.accepted) == seen
 
 
