@@ -11,7 +11,8 @@ It works after any authenticator, and costs nothing.
 
 `from = "directory"` searches as its own service account (same connection
 keys as `[auth]`, its own pool) for accounts the identity cannot carry:
-several entries, or one account per value of a multi-valued attribute.
+several entries, or one account per value of a multi-valued attribute. With
+`from = "identity"` those keys are errors: they would be silently unused.
 
     base = "{dn}"                          # or "ou=phones,dc=example,dc=org"
     scope = "base"                         # "base", "one" or "sub"
