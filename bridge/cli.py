@@ -64,7 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ssl_certfile=server.tls_certificate,
         ssl_keyfile=server.tls_key,
         **uvicorn_options(server.listener, settings.errors.messages,
-                          settings.errors.retry_after),
+                          settings.errors.retry_after, tls=server.tls_certificate is not None),
     )
     if workers > 1:
         from bridge.server import run

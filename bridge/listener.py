@@ -78,20 +78,25 @@ def uvicorn_options(
     settings: ListenerSettings,
     messages: Mapping[str, str] = DEFAULT_MESSAGES,
     retry_after: int = DEFAULT_RETRY_AFTER,
+    tls: bool = False,
 ) -> dict[str, Any]:
     """Keyword arguments for `uvicorn.Config`/`uvicorn.run` (picklable: workers get them).
 
     uvicorn's own `limit_concurrency` stays off: its 503 is text/plain, and the
-    protocol enforces the same bound with the XML document.
+    protocol enforces the same bound with the XML document. `tls`: the gateway
+    serves HTTPS itself, and its event loop bounds handshakes (only then: the
+    loop subclass measured a few per cent slower on plain HTTP).
     """
     refusals = _refusals(messages, retry_after)
-    return {
+    options: dict[str, Any] = {
         "http": functools.partial(HardenedProtocol, limits=settings, refusals=refusals),
-        "loop": functools.partial(new_event_loop, settings.header_timeout),
         "ws": "none",
         "timeout_keep_alive": settings.idle_timeout,
         "limit_concurrency": None,
     }
+    if tls:
+        options["loop"] = functools.partial(new_event_loop, settings.header_timeout)
+    return options
 
 
 # -- the refusals: our error document, rendered once ---------------------------------------
@@ -194,10 +199,9 @@ class HardenedProtocol(HttpToolsProtocol):
         self.per_address = _per_address(server_state)
         self.address_key: str | None = None
         self.head_timer: asyncio.TimerHandle | None = None
-        self.in_head = True            # between a request's first byte and its complete head
+        self.in_head = True            # between a request's target and its complete head
         self.head_bytes = 0            # bytes received while in_head (a coarse bound)
-        self.header_count = 0
-        self.header_size = 0
+        self.read_size = 0             # of the latest read: with head_bytes, bounds a head
         self.line = bytearray()        # a request line still without version, on the slow path
         self.url = b""
 
@@ -228,11 +232,10 @@ class HardenedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self.transport.is_closing():
-            return
         self._unset_keepalive_if_required()
+        self.read_size = len(data)
         if self.in_head:
-            self.head_bytes += len(data)
+            self.head_bytes += self.read_size
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:  # refused in on_headers_complete; never reached
@@ -302,29 +305,18 @@ class HardenedProtocol(HttpToolsProtocol):
 
     # parser callbacks -----------------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self.in_head = True
-        self.header_count = 0
-        self.header_size = 0
-
     def on_url(self, url: bytes) -> None:
+        self.in_head = True  # here rather than in on_message_begin: one call fewer
         self.url += url
         if len(self.url) > self.limits.max_target_length:
             raise _Refused(414, "request target too long")
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.header_count += 1
-        self.header_size += len(name) + len(value) + 4
-        if (self.header_count > self.limits.max_headers
-                or self.header_size > self.limits.max_header_size):
-            raise _Refused(431, "request headers too large")
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
         self.in_head = False
         self.head_bytes = 0
-        self._cancel_head_timer()
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
         version = self.parser.get_http_version()
         if version not in ("1.1", "1.0"):
             # "0.9": a request line without a version, and a blank line
@@ -334,7 +326,15 @@ class HardenedProtocol(HttpToolsProtocol):
             if self.parser.get_method() == b"CONNECT":
                 raise _Refused(405, "CONNECT")
             raise _Refused(400, "upgrade")
-        if len(self.tasks) >= self.limits.max_connections:
+        # Headers are measured here, not one by one: a head that arrived in reads
+        # smaller than the bound needs no counting (the fast path), and a larger one
+        # was bounded while it arrived (head_bytes) and by one read (256 KiB).
+        limits = self.limits
+        if len(self.headers) > limits.max_headers or (
+                self.head_bytes + self.read_size > limits.max_header_size
+                and sum(len(n) + len(v) + 4 for n, v in self.headers) > limits.max_header_size):
+            raise _Refused(431, "request headers too large")
+        if len(self.tasks) >= limits.max_connections:
             raise _Refused(503, "too many requests in flight")
         super().on_headers_complete()
 

@@ -369,7 +369,8 @@ def test_the_options_reach_worker_processes():
 
     from bridge.listener import ListenerSettings, uvicorn_options
 
-    original = uvicorn_options(ListenerSettings(idle_timeout=7.0), {"bad_request": "Nope."})
+    original = uvicorn_options(ListenerSettings(idle_timeout=7.0), {"bad_request": "Nope."},
+                               tls=True)
     options = pickle.loads(pickle.dumps(original))  # noqa: S301 (our own bytes)
     assert options["ws"] == "none" and options["timeout_keep_alive"] == 7.0
     refusal = options["http"].keywords["refusals"][431]
