@@ -387,7 +387,9 @@ def render_cost() -> tuple[float, float]:
     login = Credentials("alice", "wonderland")
     figures = []
     for codecs in (None, 20):
-        mapping = load_demo().mapping
+        own = load_demo().default.own
+        assert own is not None
+        mapping = own.mapping
         if codecs:
             template = mapping.account.lists["codecs"][0]
             mapping.account.lists["codecs"] = [template] * codecs
