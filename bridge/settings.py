@@ -41,6 +41,7 @@ from bridge.config import (
     describe,
     describe_errors,
     problem,
+    validate,
 )
 from bridge.errors import DEFAULT_MESSAGES, DEFAULT_RETRY_AFTER, ErrorPolicy
 from bridge.guard import LimitSettings
@@ -356,8 +357,8 @@ class _Loader:
             return f"{where}.{key}" if where else key
 
         request = {**top.request, **(table.request if table else {})}
-        query = self.attempt(lambda: _validate_model(QuerySettings, request, at("request"),
-                                                     self.base_dir))
+        query = self.attempt(lambda: validate(QuerySettings, request, at("request"),
+                                              self.base_dir))
         limits_table = table.limits if table and table.limits is not None else top.limits
         limits = self._limits(limits_table, at("limits") if table and table.limits else "limits")
         # On a problem, go on with the defaults so the backends and mapping are checked too.
@@ -484,9 +485,3 @@ class _Loader:
                             f"Config value 'tenants.{tenant.name.split('/')[-1]}.domains': "
                             f"{domain!r} is already tenant {domains[domain]!r}'s")
                     domains[domain] = tenant.name
-
-
-def _validate_model(model: type[T], data: Any, where: str, base_dir: Path) -> T:
-    from bridge.config import validate
-
-    return validate(model, data, where, base_dir)  # type: ignore[type-var, no-any-return]

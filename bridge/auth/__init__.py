@@ -28,9 +28,12 @@ class Authenticator(Backend):
 REGISTRY: dict[str, str] = {
     "file": "bridge.auth.file:FileAuthenticator",
     "ldap": "bridge.auth.ldap:LdapAuthenticator",
+    "oauth2": "bridge.auth.oauth:OAuthAuthenticator",
     "website": "bridge.auth.website:WebsiteAuthenticator",
 }
 
 
 def build_authenticator(cfg: Section) -> Authenticator | None:
-    return build(REGISTRY, cfg)
+    backend = build(REGISTRY, cfg)
+    assert backend is None or isinstance(backend, Authenticator)
+    return backend

@@ -29,4 +29,6 @@ REGISTRY: dict[str, str] = {
 
 
 def build_source(cfg: Section) -> AccountSource | None:
-    return build(REGISTRY, cfg)
+    backend = build(REGISTRY, cfg)
+    assert backend is None or isinstance(backend, AccountSource)
+    return backend
