@@ -465,31 +465,30 @@ def parse_message(buf: bytes) -> LdapMessage:
 class Decoder:
     """Incremental framing: feed() whatever the stream delivered, get complete messages.
 
-    Partial messages are kept as a list of chunks and joined once complete, so
-    a large search result arriving in many reads is not copied quadratically.
+    A partial message is kept in one bytearray (appends are amortised linear, so a large
+    search result arriving in many reads is not copied quadratically) and never holds
+    much more memory than its bytes: a list of the reads would cost an object per read,
+    some 20 times the message in 2-byte reads, whatever `max_message_size` says.
     """
 
-    __slots__ = ("_chunks", "_have", "_need", "max_message_size")
+    __slots__ = ("_buffer", "_need", "max_message_size")
 
     def __init__(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         self.max_message_size = max_message_size
-        self._chunks: list[bytes] = []
-        self._have = 0
+        self._buffer = bytearray()
         self._need = 0
 
     @property
     def buffered(self) -> int:
-        return self._have
+        return len(self._buffer)
 
     def feed(self, data: bytes) -> list[LdapMessage]:
-        if self._chunks:
-            self._chunks.append(data)
-            self._have += len(data)
-            if self._have < self._need:
+        if self._buffer:
+            self._buffer += data
+            if len(self._buffer) < self._need:
                 return []
-            data = b"".join(self._chunks)
-            self._chunks = []
-            self._have = 0
+            data = bytes(self._buffer)
+            self._buffer = bytearray()
         out: list[LdapMessage] = []
         pos, n = 0, len(data)
         limit = self.max_message_size
@@ -523,9 +522,7 @@ class Decoder:
         return out
 
     def _stash(self, data: bytes, pos: int, need_end: int) -> None:
-        rest = data[pos:]
-        self._chunks = [rest]
-        self._have = len(rest)
+        self._buffer = bytearray(memoryview(data)[pos:])
         self._need = need_end - pos
 
 
