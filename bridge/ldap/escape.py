@@ -123,6 +123,36 @@ def dn_key(dn: str) -> tuple[tuple[tuple[str, str], ...], ...]:
                  for rdn in parse_dn(dn) if rdn != [("", "")])
 
 
+_ATTRIBUTE_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9-]*(;[A-Za-z0-9-]+)*|[0-9]+(\.[0-9]+)+")
+_DN_RAW_VALUE = re.compile(r'#(?:[0-9A-Fa-f]{2})+|(?:[^\\"+,;<>\x00]|\\[0-9A-Fa-f]{2}'
+                           r'|\\[ "#+,;<=>\\])*')
+
+
+def is_dn(text: str) -> bool:
+    """Whether `text` is a non-empty DN: TYPE=VALUE parts, specials in values escaped.
+
+    For a DN placed as it is (a search base of `{identity.dn}`): one that came
+    from somewhere other than the directory must not smuggle in extra parts.
+    """
+    if not text.strip():
+        return False
+    for rdn in _split(text, ","):
+        for ava in _split(rdn, "+"):
+            name, eq, value = ava.partition("=")
+            if not eq or not _ATTRIBUTE_TYPE.fullmatch(name.strip()) \
+                    or not _DN_RAW_VALUE.fullmatch(_trim(value)):
+                return False
+    return True
+
+
+def _trim(value: str) -> str:
+    """A raw value without the spaces around it; an escaped trailing space is part of it."""
+    value = value.lstrip(" ")
+    while value.endswith(" ") and not value.endswith("\\ "):
+        value = value[:-1]
+    return value
+
+
 def rdn_value(dn: str) -> str:
     """The value of the first RDN: the group's name in `cn=voip,ou=groups,...`."""
     rdns = parse_dn(dn)
