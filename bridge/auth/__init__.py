@@ -30,6 +30,7 @@ REGISTRY: dict[str, str] = {
     "ldap": "bridge.auth.ldap:LdapAuthenticator",
     "oauth2": "bridge.auth.oauth:OAuthAuthenticator",
     "website": "bridge.auth.website:WebsiteAuthenticator",
+    "sql": "bridge.auth.sql:SQLAuthenticator",
 }
 
 

@@ -23,6 +23,7 @@ class AccountSource(Backend):
 REGISTRY: dict[str, str] = {
     "static": "bridge.sources.static:StaticSource",
     "sqlite": "bridge.sources.sqlite:SQLiteSource",
+    "sql": "bridge.sources.sql:SQLSource",
     "ldap": "bridge.sources.ldap:LdapSource",
     "http": "bridge.sources.http:HTTPSource",
 }
