@@ -8,13 +8,13 @@
     SIP_callerId = { value = "{identity.displayName}", default = "" }
     SIP_transport_type = "tls"
 
-Placeholders name a scope and a field: `identity.username` (the canonical
-name the authenticator returned), `identity.<attribute>`, `account.<field>`
-(what the account source returned, once per account) and `login.username` /
-`login.password` (what the phone sent, for SIP servers that check the same
-credentials). `{{` and `}}` are literal braces. A value that is a single
-placeholder keeps the field's type (an integer stays an integer); anything
-else becomes text.
+Placeholders (the one syntax of bridge.placeholders) name a scope and a
+field: `identity.username` (the canonical name the authenticator returned),
+`identity.<attribute>`, `account.<field>` (what the account source returned,
+once per account) and `login.username` / `login.password` (what the phone
+sent, for SIP servers that check the same credentials). `{{` and `}}` are
+literal braces. A value that is a single placeholder keeps the field's type
+(an integer stays an integer); anything else becomes text.
 
 Option names are checked against the schema when the configuration is loaded,
 and literal values are checked there too. Options the schema does not know yet
@@ -29,80 +29,38 @@ section of that dialect once per request: `diagnostics` on every client,
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from bridge import placeholders
 from bridge.config import Section, describe
 from bridge.errors import InternalError
 from bridge.models import Account, Credentials, Identity, Scalar
+from bridge.placeholders import PLAIN, Field, MissingField, Template, Values, text_of
 from bridge.zoiper import schema
 from bridge.zoiper.dialects import ANDROID, Dialect
 from bridge.zoiper.document import EXTRA, extra_name_problem
 from bridge.zoiper.schema import SchemaError, SectionSpec
 
-SCOPES = ("identity", "account", "login")
-_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
-_FIELD = re.compile(r"([a-z]+)\.([^.{}\s][^{}]*)")
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    scope: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{{{self.scope}.{self.name}}}"
-
-
-class MissingField(LookupError):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Context:
-    identity: Identity
-    account: Account
-    credentials: Credentials
-
-    def lookup(self, f: Field) -> Scalar:
-        value: Any
-        if f.scope == "account":
-            value = self.account.fields.get(f.name)
-        elif f.scope == "identity":
-            value = (self.identity.username if f.name == "username"
-                     else self.identity.attributes.get(f.name))
-        elif f.name == "username":
-            value = self.credentials.username
-        else:
-            value = self.credentials.password
-        if value is None:
-            raise MissingField(str(f))
-        return value
-
-
-def text_of(value: Scalar) -> str:
-    """A field value as text; booleans the way Zoiper writes them."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+SCOPES = placeholders.SCOPES
+__all__ = ["ConfigMapping", "Field", "MissingField", "SectionMapping", "Value", "parse_template",
+           "text_of"]
 
 
 @dataclass(frozen=True, slots=True)
 class Value:
-    """One option's value: a literal, or a template with an optional default."""
+    """One option's value: a template (or a TOML number or true/false), optional default."""
 
-    parts: tuple[str | Field, ...]
+    source: Template | int | bool
     default: Scalar | None = None
 
-    def resolve(self, ctx: Context) -> Scalar:
+    def resolve(self, values: Values) -> Scalar:
+        if not isinstance(self.source, Template):
+            return self.source
         try:
-            if len(self.parts) == 1:
-                only = self.parts[0]
-                return ctx.lookup(only) if isinstance(only, Field) else only
-            return "".join(p if isinstance(p, str) else text_of(ctx.lookup(p)) for p in self.parts)
+            return self.source.value(values.lookup, PLAIN)
         except MissingField:
             if self.default is None:
                 raise
@@ -110,41 +68,16 @@ class Value:
 
     @property
     def literal(self) -> Scalar | None:
-        if len(self.parts) == 1 and not isinstance(self.parts[0], Field):
-            return self.parts[0]
-        return None
+        return self.source.literal if isinstance(self.source, Template) else self.source
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        return self.source.fields if isinstance(self.source, Template) else ()
 
 
 def parse_template(text: str) -> tuple[str | Field, ...]:
     """Split "sip:{account.user}@{account.domain}" into literal and Field parts."""
-    parts: list[str | Field] = []
-    pos = 0
-    literal = ""
-    for m in _TOKEN.finditer(text):
-        literal += text[pos:m.start()]
-        pos = m.end()
-        token = m.group(0)
-        if token in ("{{", "}}"):
-            literal += token[0]
-            continue
-        inner = m.group(1)
-        if inner is None:
-            raise ValueError(f"unmatched {token!r} (write {token * 2} for a literal brace)")
-        fm = _FIELD.fullmatch(inner)
-        if not fm or fm.group(1) not in SCOPES:
-            raise ValueError(f"placeholder {{{inner}}} must be one of "
-                             + ", ".join(f"{{{s}.NAME}}" for s in SCOPES)
-                             + " (write {{ and }} for literal braces)")
-        if fm.group(1) == "login" and fm.group(2) not in ("username", "password"):
-            raise ValueError("placeholder {login.*} must be {login.username} or {login.password}")
-        if literal:
-            parts.append(literal)
-            literal = ""
-        parts.append(Field(fm.group(1), fm.group(2)))
-    literal += text[pos:]
-    if literal or not parts:
-        parts.append(literal)
-    return tuple(parts)
+    return placeholders.parse(text).parts
 
 
 @dataclass
@@ -209,7 +142,7 @@ class SectionMapping:
         return len(self._static) == (len(self.options) + len(self.sections) + len(self.lists)
                                      + (1 if self.extra else 0))
 
-    def build(self, ctx: Context) -> dict[str, Any]:
+    def build(self, ctx: Values) -> dict[str, Any]:
         static = self._static
         if self.is_static:
             return static
@@ -252,12 +185,12 @@ def _read_value(cfg: Section, key: str, option: schema.Option | None) -> Value |
                          f"{{ value = ..., default = ... }}, received {show(raw)}")
         return None
     try:
-        parts = parse_template(raw) if isinstance(raw, str) else (raw,)
-    except ValueError as exc:
+        source = placeholders.parse(raw) if isinstance(raw, str) else raw
+    except placeholders.TemplateError as exc:
         cfg.problem(key, "not a valid template (placeholders are {scope.name}; write {{ and }} "
                          "for literal braces)" if secret else str(exc))
         return None
-    value = Value(parts, default)
+    value = Value(source, default)
     if option is not None:
         for candidate in (value.literal, default):
             if candidate is None:
@@ -291,8 +224,8 @@ def _account_fields(mapping: SectionMapping) -> Iterator[tuple[str, Field]]:
     values = [*mapping.options.items(), *mapping.extra.items()]
     for name, value in values:
         if value.default is None:
-            for part in value.parts:
-                if isinstance(part, Field) and part.scope == "account":
+            for part in value.fields:
+                if part.scope == "account":
                     yield name, part
     subs = [*mapping.sections.items()]
     subs += [(f"{name}[{i}]", item) for name, items in mapping.lists.items()
@@ -347,11 +280,11 @@ class ConfigMapping:
     ) -> dict[str, Any]:
         try:
             tree: dict[str, Any] = {
-                "accounts": [self.account.build(Context(identity, a, credentials))
+                "accounts": [self.account.build(Values(credentials, identity, a))
                              for a in accounts]
             }
             if self.sections:
-                ctx = Context(identity, Account(), credentials)
+                ctx = Values(credentials, identity, Account())
                 for name, section in self.sections.items():
                     tree[name] = section.build(ctx)
         except MissingField as exc:
