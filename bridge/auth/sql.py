@@ -43,7 +43,7 @@ from bridge.auth import Authenticator
 from bridge.config import problem
 from bridge.errors import InternalError
 from bridge.models import Credentials, Identity, Scalar
-from bridge.sources.sql import bind
+from bridge.placeholders import UnsafeValue, Values
 from bridge.sql import BoundQuery, SQLConnection, checked_query
 from bridge.sql.db import scalar
 from bridge.sql.presets import PRESETS
@@ -64,12 +64,15 @@ class SQLAuthConfig(SQLConnection):
     realm: str | None = None
     username_column: str | None = None
     _query: BoundQuery = PrivateAttr()
-    _resolved: tuple[str, str, str | None, str | None, frozenset[str]] = PrivateAttr()
+    # ((scheme, column), ...): the first non-empty column of a row is checked, in its scheme.
+    _resolved: tuple[tuple[tuple[str, str], ...], str | None, str | None,
+                     frozenset[str]] = PrivateAttr()
 
     @model_validator(mode="after")
     def _rules(self) -> SQLAuthConfig:
         preset = PRESETS[self.preset] if self.preset is not None else None
         scheme: str
+        stores: tuple[tuple[str, str], ...]
         realm_column: str | None
         username: str | None
         hidden: frozenset[str]
@@ -83,12 +86,18 @@ class SQLAuthConfig(SQLConnection):
                               f"{' or '.join(preset.password_columns)}; give password_column "
                               f"for {scheme!r}", "password_scheme")
             column = self.password_column or preset.password_columns[scheme]
+            stores = ((scheme, column),)
+            if self.password_scheme is None and self.password_column is None:
+                # The preset's own columns in order: Asterisk's userpass rows have a
+                # password, its md5 rows only md5_cred; Kamailio's password may be ''.
+                stores = tuple(preset.password_columns.items())
             realm_column = self.realm_column or preset.realm_column
             username = self.username_column or "username"
             hidden = preset.hidden | {column}
         else:
             scheme = self.password_scheme or "auto"
             column = self.password_column or "password"
+            stores = ((scheme, column),)
             realm_column, username = self.realm_column, self.username_column
             hidden = frozenset({column})
         if self.salt_column is not None:
@@ -96,20 +105,22 @@ class SQLAuthConfig(SQLConnection):
                 raise problem(f"a salt goes with md5, sha1, sha256 or sha512, not {scheme!r}",
                               "salt_column")
             hidden = hidden | {self.salt_column}
-        if scheme == "ha1" and realm_column is None and self.realm is None:
+        schemes = {s for s, _ in stores}
+        if "ha1" in schemes and realm_column is None and self.realm is None:
             raise problem("ha1 is MD5(username:realm:password): give realm_column or realm",
                           "realm_column")
         template = self.query if self.query is not None else preset.auth_query  # type: ignore[union-attr]
         self._query = checked_query(template, frozenset({"login"}))
         columns = select_columns(self._query.sql,
                                  fold_lower=self.url.lower().startswith("postgres"))
-        for key, name in (("password_column", column), ("salt_column", self.salt_column),
-                          ("realm_column", realm_column if scheme == "ha1" else None),
+        for key, name in (*(("password_column", c) for _, c in stores),
+                          ("salt_column", self.salt_column),
+                          ("realm_column", realm_column if "ha1" in schemes else None),
                           ("username_column", self.username_column)):
             if name is not None and columns is not None and name not in columns:
                 raise problem(f"the query returns no column {name!r} (it returns: "
                               f"{', '.join(sorted(columns))})", key)
-        self._resolved = (scheme, column, realm_column, username, frozenset(hidden))
+        self._resolved = (stores, realm_column, username, frozenset(hidden))
         return self
 
 
@@ -121,8 +132,8 @@ class SQLAuthenticator(Authenticator):
     def __init__(self, config: SQLAuthConfig) -> None:
         super().__init__(config)
         self.query = config._query
-        (self.scheme, self.column, self.realm_column, self.username_column,
-         self.hidden) = config._resolved
+        self.stores, self.realm_column, self.username_column, self.hidden = config._resolved
+        self.scheme, self.column = self.stores[0]
         self.salt_column = config.salt_column
         self.salt_position = config.salt_position
         self.realm = config.realm
@@ -138,8 +149,9 @@ class SQLAuthenticator(Authenticator):
     async def ready(self) -> None:
         """Connect, and check that the query returns the columns this table names."""
         columns = set(await self.db.columns(self.query))
-        wanted = [c for c in (self.column, self.salt_column, self.username_column,
-                              self.realm_column if self.scheme == "ha1" else None) if c]
+        ha1 = any(scheme == "ha1" for scheme, _ in self.stores)
+        wanted = [c for c in (*(c for _, c in self.stores), self.salt_column,
+                              self.username_column, self.realm_column if ha1 else None) if c]
         missing = [c for c in wanted if c not in columns]
         if missing:
             raise InternalError(f"sql {self.db.name}: the query returns no column "
@@ -147,7 +159,11 @@ class SQLAuthenticator(Authenticator):
                                 f"{', '.join(sorted(columns))})")
 
     async def authenticate(self, credentials: Credentials) -> Identity | None:
-        params = bind(self.query, Identity(credentials.username), credentials)
+        try:
+            params = self.query.bind(Values(credentials).lookup)
+        except UnsafeValue:  # a name that cannot be sent (a NUL) is nobody's
+            await self._decoy(credentials)
+            return None
         columns, rows = await self.db.fetch(self.query, params)
         if self.column not in columns:
             raise InternalError(f"sql {self.db.name}: the query returns no column "
@@ -156,12 +172,15 @@ class SQLAuthenticator(Authenticator):
             logger.warning("sql auth: %d rows for user %r: refused as ambiguous", len(rows),
                            credentials.username)
         row = dict(zip(columns, rows[0], strict=True)) if len(rows) == 1 else None
-        stored = _text(row.get(self.column)) if row is not None else ""
-        scheme = self.scheme if self.scheme != "auto" else hashes.identify(stored or "")
-        if row is not None and stored and scheme is None:
+        found = next(((s, v) for s, c in self.stores if (v := _text(row.get(c)))),
+                     None) if row is not None else None
+        scheme, stored = found or (self.scheme, "")
+        if scheme == "auto":
+            scheme = hashes.identify(stored) or ""
+        if row is not None and stored and not scheme:
             logger.error("sql auth: the stored password of user %r is in no recognised "
                          "format (set password_scheme)", credentials.username)
-        if row is None or not stored or scheme is None:
+        if row is None or not stored or not scheme:
             await self._decoy(credentials)
             return None
         ok = await self._verify(scheme, credentials, stored, row)

@@ -9,11 +9,11 @@
     # or: preset = "asterisk-pjsip" | "asterisk-sippeers" | "freepbx" | "fusionpbx" | "kamailio"
     #     (see bridge.sql.presets for the columns each returns)
 
-Placeholders are the mapping's: `{identity.username}` (the name the
-authenticator returned), `{identity.ATTR}` (any identity attribute) and
-`{login.username}` (the name the phone sent). Each is a bound parameter, sent
-as text apart from the statement (compare with a non-text column through a
-cast), never pasted into the SQL. Each row is one account; its column names are
+Placeholders are the gateway's one syntax (bridge.placeholders):
+`{identity.username}` (the name the authenticator returned), `{identity.ATTR}`
+(any identity attribute) and `{login.username}` (the name the phone sent). Each
+is a bound parameter with the value's own type, sent apart from the statement,
+never pasted into the SQL. Each row is one account; its column names are
 the `{account.*}` fields; a NULL is a missing field (the mapping's default
 applies). No row: no account (404).
 
@@ -38,8 +38,8 @@ from pydantic import PrivateAttr, model_validator
 
 from bridge.config import problem
 from bridge.errors import InternalError, UpstreamError
-from bridge.mapping import Context, Field, MissingField
 from bridge.models import Account, Credentials, Identity, Scalar
+from bridge.placeholders import Field, MissingField, Values
 from bridge.sources import AccountSource
 from bridge.sql import BoundQuery, SQLConnection, checked_query
 from bridge.sql.db import scalar
@@ -111,24 +111,13 @@ class SQLSource(AccountSource):
         return [Account(_fields(columns, row)) for row in rows]
 
 
-def bind(query: BoundQuery, identity: Identity, credentials: Credentials) -> dict[str, Any]:
-    """The parameters of one request, as text (the placeholders' values)."""
-    ctx = Context(identity, Account(), credentials)
-    params: dict[str, Any] = {}
-    for i, f in enumerate(query.fields):
-        try:
-            value = ctx.lookup(f)
-        except MissingField:
-            raise InternalError(f"sql query: {f} is not known for user "
-                                f"{identity.username!r}") from None
-        params[f"p{i}"] = _text(value)
-    return params
-
-
-def _text(value: Scalar) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+def bind(query: BoundQuery, identity: Identity | None, credentials: Credentials) -> dict[str, Any]:
+    """The parameters of one request (typed: an integer attribute stays an integer)."""
+    try:
+        return query.bind(Values(credentials, identity).lookup)
+    except MissingField as exc:
+        raise InternalError(f"sql query: {exc} is not known for user "
+                            f"{credentials.username!r}") from None
 
 
 def _missing(needed: frozenset[str], columns: frozenset[str]) -> list[str]:

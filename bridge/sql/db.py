@@ -162,8 +162,8 @@ class Database:
         """The columns `query` returns, without running it for real (LIMIT 0 around it)."""
         # The configured query itself, wrapped: no user input is pasted anywhere.
         probe = BoundQuery(f"SELECT * FROM (\n{query.sql}\n) AS zoiper_probe LIMIT 0",  # noqa: S608
-                           query.fields)
-        names, _ = await self.fetch(probe, {f"p{i}": "" for i in range(len(query.fields))})
+                           query.params)
+        names, _ = await self.fetch(probe, dict.fromkeys(query.params, ""))
         return names
 
     def translate(self, error: BaseException) -> BridgeError:

@@ -3,11 +3,12 @@
     SELECT sip_user, domain FROM accounts WHERE login = {identity.username}
  -> SELECT sip_user, domain FROM accounts WHERE login = :p0     p0 = identity.username
 
-The template is split by the mapping's own parser (bridge.mapping.parse_template),
-so the query speaks the gateway's one placeholder syntax; every placeholder is a
-bound parameter (`:p0`, `:p1`, ...) sent apart from the statement, so a quote, a
-backslash, `%` or `_` in a username is data, never SQL. Colons in the literal SQL
-are escaped for SQLAlchemy's text() (`'a:b'`, `::text` stay as written).
+The template is parsed and turned into SQL by the shared placeholder engine
+(bridge.placeholders, `to_sql`), so the query speaks the gateway's one syntax;
+every placeholder is a bound parameter sent apart from the statement, so a
+quote, a backslash, `%` or `_` in a username is data, never SQL. Colons in the
+literal SQL are escaped for SQLAlchemy's text() (`'a:b'`, `::text` stay as
+written).
 
 `select_columns` reads the column names of a plain `SELECT a, b AS c FROM ...`
 without a database, so check-config can name a mapping field the query does not
@@ -18,53 +19,47 @@ makes it answer None, and the check waits for `check-config --connect`.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import TextClause, text
 
-from bridge.mapping import Field, parse_template
+from bridge import placeholders
+from bridge.models import Scalar
+from bridge.placeholders import SQL, Field, Lookup, TemplateError
 
 
 @dataclass(frozen=True)
 class BoundQuery:
-    """A query with its placeholders in order: `fields[i]` is bound as `:p{i}`."""
+    """A query as SQL text with `:pN` parameters, and the field each one is bound to."""
 
     sql: str
-    fields: tuple[Field, ...]
+    params: Mapping[str, Field]
 
     @property
     def clause(self) -> TextClause:
         return text(self.sql)
 
+    def bind(self, lookup: Lookup) -> dict[str, Scalar]:
+        """Raises MissingField, or UnsafeValue (a NUL, text that is not Unicode)."""
+        return SQL(self.sql, self.params).bind(lookup)
 
-def compile_query(template: str, scopes: frozenset[str]) -> BoundQuery:
+
+def compile_query(template: str, scopes: Collection[str]) -> BoundQuery:
     """Turn placeholders into `:pN`; ValueError (for the configuration) when it cannot."""
-    parts = parse_template(template)
-    sql: list[str] = []
-    fields: list[Field] = []
-    quotes = 0
-    for part in parts:
-        if isinstance(part, str):
-            quotes += part.count("'")
-            sql.append(part.replace(":", "\\:"))
-            continue
-        if part.scope not in scopes:
-            allowed = ", ".join(sorted(f"{{{s}.*}}" for s in scopes))
-            raise ValueError(f"{part} is not known here; a query may use {allowed}")
-        if part.scope == "login" and part.name == "password":
-            raise ValueError("{login.password} may not be sent to the database")
-        if quotes % 2:
-            raise ValueError(f"{part} is inside quotes: placeholders are bound parameters, "
-                             f"write {part} without quotes around it")
-        if part in fields:
-            sql.append(f":p{fields.index(part)}")
-        else:
-            sql.append(f":p{len(fields)}")
-            fields.append(part)
-    statement = "".join(sql).strip().rstrip(";").strip()
+    if "login" in scopes:
+        scopes = [s for s in scopes if s != "login"] + ["login.username"]
+    try:
+        parsed = placeholders.parse(template, allow=scopes)
+        sql = placeholders.to_sql(parsed, literal=lambda s: s.replace(":", "\\:"))
+    except TemplateError as exc:
+        if "{login.password}" in str(exc):
+            raise ValueError("{login.password} may not be sent to the database") from None
+        raise ValueError(str(exc)) from None
+    statement = sql.text.strip().rstrip(";").strip()
     if not re.match(r"(?is)\s*(select|with)\b", statement):
         raise ValueError("must be a SELECT (or WITH ... SELECT) query: the gateway only reads")
-    return BoundQuery(statement, tuple(fields))
+    return BoundQuery(statement, sql.params)
 
 
 _TOKEN = re.compile(r"""'(?:[^']|'')*'|"[^"]*"|`[^`]*`|--[^\n]*|/\*.*?\*/|[(),]|[^\s(),'"`]+""",
