@@ -34,7 +34,7 @@ take it as a wrong password (a name that cannot be sent cannot be anyone's).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus
 
@@ -123,6 +123,9 @@ class Template:
 
     def __str__(self) -> str:
         return self.text
+
+    def __iter__(self) -> Iterator[str | Field]:
+        return iter(self.parts)
 
     @property
     def fields(self) -> tuple[Field, ...]:

@@ -26,9 +26,10 @@ account, and null or [] is no account; a path that is absent is a malformed answ
 [source.fields], an account's fields are its top-level text, number and
 true/false values; with it, exactly the listed ones (absent ones are left
 out, so the mapping's defaults apply). A placeholder value that cannot be
-placed safely (a "." or ".." path segment, a line break in a header) also
-means no account: nothing is sent. One without a value (an identity
-attribute the login did not return) is a configuration mismatch: 500.
+placed safely (a "." or ".." path segment, a line break in a header) is a
+500 (bridge.placeholders.UnsafeValue, logged with the field's name, never
+the value), never "no account": nothing is sent. One without a value (an
+identity attribute the login did not return) is a configuration mismatch: 500.
 
 Authentication towards the API ([source.auth] type = "bearer", "api_key",
 "basic" or "oauth2"): see bridge.upstream.credentials. A dead or refusing
@@ -60,7 +61,7 @@ from bridge.upstream.credentials import (
     parse_service_auth,
     service_auth,
 )
-from bridge.upstream.templates import Problem, UnsafeValue, Values
+from bridge.upstream.templates import Problem, Values
 
 logger = logging.getLogger("bridge.sources.http")
 
@@ -121,11 +122,8 @@ class HTTPSource(AccountSource):
 
     async def accounts(self, identity: Identity, credentials: Credentials) -> list[Account]:
         name = self.upstream.name
-        try:
+        try:  # an UnsafeValue (a 500) goes up as it is: the request is not sent
             prepared = self.request.prepare(Values(credentials, identity))
-        except UnsafeValue as exc:
-            logger.info("%s: request for %r not sent: %s", name, identity.username, exc)
-            return []
         except MissingField as exc:
             raise InternalError(f"{name}: placeholder {exc} has no value for user "
                                 f"{identity.username!r}") from None

@@ -9,8 +9,9 @@
     [source.json]                   # -> a JSON body (json encoder); or [source.form]
     user = { name = "{login.username}" }
 
-Placeholders are those of the mapping (`{login.username}`, `{identity.x}`),
-minus what a backend cannot know yet (a login request has no identity).
+Placeholders are bridge.placeholders' (those of the mapping: `{login.username}`,
+`{identity.x}`), minus what a backend cannot know yet (a login request has no
+identity), each escaped for where it lands: PATH, QUERY, HEADER, JSON, FORM.
 
 `{login.password}` is refused in the url path and, unless
 `allow_password_in_query = true`, in [query]: a query string is written to
@@ -21,7 +22,8 @@ and port are literal (user input can never choose where a request goes), the
 literal query holds no placeholders (use `query`), and a path placeholder is
 percent-encoded except for RFC 3986 unreserved characters, so "a/../b?x=1&y"
 becomes the single segment "a%2F..%2Fb%3Fx%3D1%26y". A segment that would come
-out as "", "." or ".." is refused with UnsafeValue, and nothing is sent.
+out as "", "." or "..", or a line break in a header, is refused with
+UnsafeValue (bridge.placeholders: a 500 naming the field), and nothing is sent.
 """
 
 from __future__ import annotations
@@ -31,15 +33,31 @@ import math
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, quote_plus, urlencode
+from urllib.parse import quote, quote_plus
 
 import httpx
 
+from bridge import placeholders
 from bridge.config import describe
-from bridge.mapping import Context, Field, parse_template, text_of
-from bridge.models import Account, Credentials, Identity, Scalar
+from bridge.models import Scalar
+from bridge.placeholders import (
+    FORM,
+    JSON,
+    QUERY,
+    Field,
+    Lookup,
+    Template,
+    TemplateError,
+    UnsafeValue,
+    Values,
+    header_value,
+    path_segment,
+    text_of,
+)
 
-Parts = tuple[str | Field, ...]
+__all__ = ["HEADER_NAME", "Prepared", "Problem", "RequestTemplate", "URLTemplate", "UnsafeValue",
+           "Values", "compile_json", "compile_table", "header_problems", "is_password"]
+
 Problem = tuple[tuple[str | int, ...], str]
 """Where (key path inside the table) and what: a configuration problem."""
 
@@ -48,64 +66,30 @@ HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # controls except TAB
 
 
-class UnsafeValue(ValueError):
-    """A placeholder value that cannot be placed safely; the request is not sent."""
-
-
-@dataclass(frozen=True, slots=True)
-class Values:
-    """What placeholders are filled from during one request."""
-
-    credentials: Credentials
-    identity: Identity | None = None
-
-    def lookup(self, f: Field) -> Scalar:
-        """The value, or raise bridge.mapping.MissingField."""
-        identity = self.identity or Identity(self.credentials.username)
-        return Context(identity, Account(), self.credentials).lookup(f)
-
-
 def is_password(part: str | Field) -> bool:
     return isinstance(part, Field) and part.scope == "login" and part.name == "password"
 
 
-def compile_template(text: str, scopes: tuple[str, ...]) -> Parts:
-    """parse_template, limited to the scopes a backend can fill; raise ValueError."""
-    parts = parse_template(text)
-    for part in parts:
-        if isinstance(part, Field) and part.scope not in scopes:
-            allowed = ", ".join(f"{{{s}.*}}" for s in scopes)
-            raise ValueError(f"{part} is not available here (only {allowed})")
-    return parts
-
-
-def render_text(parts: Parts, values: Values) -> str:
-    return "".join(p if isinstance(p, str) else text_of(values.lookup(p)) for p in parts)
-
-
-def header_value(value: str) -> bytes:
-    if _HEADER_UNSAFE.search(value):
-        raise UnsafeValue("a header value would contain a line break or control character")
-    return value.strip(" \t").encode("utf-8")
+def compile_template(text: str, scopes: tuple[str, ...]) -> Template:
+    """A template limited to the scopes a backend can fill; raise TemplateError."""
+    return placeholders.parse(text, scopes)
 
 
 @dataclass(frozen=True, slots=True)
 class Text:
     """A templated string inside a JSON body."""
 
-    parts: Parts
+    template: Template
 
-    def render(self, values: Values) -> Scalar:
+    def render(self, lookup: Lookup) -> Scalar:
         # A lone placeholder keeps its type, as in the mapping: {identity.id} stays a number.
-        if len(self.parts) == 1 and isinstance(self.parts[0], Field):
-            return values.lookup(self.parts[0])
-        return render_text(self.parts, values)
+        return self.template.value(lookup, JSON)
 
 
 @dataclass(frozen=True, slots=True)
 class URLTemplate:
     origin: str                       # "https://host:port", literal
-    segments: tuple[Parts, ...]       # the path, split at "/"
+    segments: tuple[Template, ...]    # the path, split at "/"
     query: str                        # literal, without "?"
 
     @classmethod
@@ -130,7 +114,7 @@ class URLTemplate:
                              "put the parameter in the [query] table")
         if path and not path.startswith("/"):
             raise ValueError("the path must start with '/'")
-        parts = compile_template(path[1:], scopes)
+        parts = compile_template(path[1:], scopes).parts
         if any(is_password(p) for p in parts):
             raise ValueError("{login.password} must not be in the url path (it would end up "
                              "in access logs); use the body or basic_auth")
@@ -144,22 +128,17 @@ class URLTemplate:
                 segments[-1].append(first)
             for literal in others:
                 segments.append([literal] if literal else [])
-        return cls(origin, tuple(tuple(s) for s in segments), query)
+        return cls(origin, tuple(Template(tuple(s) or ("",)) for s in segments), query)
 
     @property
     def host(self) -> str:
         return httpx.URL(self.origin).host
 
-    def render(self, values: Values) -> httpx.URL:
-        rendered = []
-        for segment in self.segments:
-            out = "".join(p if isinstance(p, str) else quote(text_of(values.lookup(p)), safe="")
-                          for p in segment)
-            if out in ("", ".", "..") and any(isinstance(p, Field) for p in segment):
-                raise UnsafeValue("a path placeholder would make an empty, '.' or '..' segment")
-            rendered.append(out)
-        url = self.origin + "/" + "/".join(rendered)
-        return httpx.URL(url + "?" + self.query if self.query else url)
+    def render(self, lookup: Lookup, query: str = "") -> httpx.URL:
+        """The URL, each path segment encoded (PATH); `query` (encoded) after the literal one."""
+        url = self.origin + "/" + "/".join(path_segment(s, lookup) for s in self.segments)
+        query = "&".join(q for q in (self.query, query) if q)
+        return httpx.URL(url + "?" + query if query else url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,39 +155,29 @@ class Prepared:
 class RequestTemplate:
     method: str
     url: URLTemplate
-    query: tuple[tuple[str, Parts], ...] = ()
-    headers: tuple[tuple[str, Parts], ...] = ()
+    query: tuple[tuple[str, Template], ...] = ()
+    headers: tuple[tuple[str, Template], ...] = ()
     json_body: Any = None
-    form: tuple[tuple[str, Parts], ...] | None = None
+    form: tuple[tuple[str, Template], ...] | None = None
 
     def prepare(self, values: Values) -> Prepared:
-        """Fill the placeholders; raise UnsafeValue, or bridge.mapping.MissingField."""
-        unicode_error = False
-        try:
-            url = self.url.render(values)
-            if self.query:
-                # httpx encodes each name and value; merging keeps the url's literal query.
-                url = url.copy_merge_params([(k, render_text(p, values))
-                                             for k, p in self.query])
-            headers = [(k, header_value(render_text(p, values))) for k, p in self.headers]
-            content = None
-            typed = any(k.lower() == "content-type" for k, _ in headers)
-            if self.json_body is not None:
-                if not typed:
-                    headers.append(("Content-Type", b"application/json"))
-                content = json.dumps(_render_json(self.json_body, values),
-                                     ensure_ascii=False).encode("utf-8")
-            elif self.form is not None:
-                if not typed:
-                    headers.append(("Content-Type", b"application/x-www-form-urlencoded"))
-                content = urlencode([(k, render_text(p, values)) for k, p in self.form],
-                                    quote_via=quote_plus).encode("ascii")
-        except UnicodeEncodeError:
-            # A lone surrogate (JSON allows "\ud800") cannot be sent as UTF-8 anywhere.
-            # Raised below, outside the handler: the codec error holds the whole value.
-            unicode_error = True
-        if unicode_error:
-            raise UnsafeValue("a value is not valid Unicode text")
+        """Fill the placeholders; raise UnsafeValue, or bridge.placeholders.MissingField."""
+        lookup = values.lookup
+        query = "&".join(f"{quote(k, safe='')}={t.render(lookup, QUERY)}" for k, t in self.query)
+        url = self.url.render(lookup, query)
+        headers = [(k, header_value(t, lookup)) for k, t in self.headers]
+        content = None
+        typed = any(k.lower() == "content-type" for k, _ in headers)
+        if self.json_body is not None:
+            if not typed:
+                headers.append(("Content-Type", b"application/json"))
+            content = json.dumps(_render_json(self.json_body, lookup),
+                                 ensure_ascii=False).encode("utf-8")
+        elif self.form is not None:
+            if not typed:
+                headers.append(("Content-Type", b"application/x-www-form-urlencoded"))
+            content = "&".join(f"{quote_plus(k, safe='')}={t.render(lookup, FORM)}"
+                               for k, t in self.form).encode("ascii")
         return Prepared(self.method, url, headers, content)
 
     @property
@@ -216,32 +185,32 @@ class RequestTemplate:
         return self.url.host
 
 
-def compile_text(value: Scalar, scopes: tuple[str, ...]) -> Parts:
+def compile_text(value: Scalar, scopes: tuple[str, ...]) -> Template:
     """A query, header or form value: numbers and true/false are literal text."""
     if isinstance(value, bool | int):
-        return (text_of(value),)
+        return Template((text_of(value),), text_of(value))
     return compile_template(value, scopes)
 
 
 def compile_table(table: dict[str, Scalar], scopes: tuple[str, ...]
-                  ) -> tuple[tuple[tuple[str, Parts], ...], list[Problem]]:
+                  ) -> tuple[tuple[tuple[str, Template], ...], list[Problem]]:
     """Each value compiled; the problems (one per bad value) keyed by its name."""
-    compiled: list[tuple[str, Parts]] = []
+    compiled: list[tuple[str, Template]] = []
     problems: list[Problem] = []
     for name, value in table.items():
         try:
             compiled.append((name, compile_text(value, scopes)))
-        except ValueError as exc:
+        except TemplateError as exc:
             problems.append(((name,), str(exc)))
     return tuple(compiled), problems
 
 
-def header_problems(headers: tuple[tuple[str, Parts], ...]) -> list[Problem]:
+def header_problems(headers: tuple[tuple[str, Template], ...]) -> list[Problem]:
     problems: list[Problem] = []
-    for name, parts in headers:
+    for name, template in headers:
         if not HEADER_NAME.fullmatch(name):
             problems.append(((name,), "is not a valid header name"))
-        literal = "".join(p for p in parts if isinstance(p, str))
+        literal = "".join(p for p in template.parts if isinstance(p, str))
         if _HEADER_UNSAFE.search(literal):
             problems.append(((name,), "must not contain line breaks or controls"))
     return problems
@@ -254,7 +223,7 @@ def compile_json(value: Any, scopes: tuple[str, ...], where: tuple[str | int, ..
     if isinstance(value, str):
         try:
             return Text(compile_template(value, scopes))
-        except ValueError as exc:
+        except TemplateError as exc:
             found.append((where, str(exc)))
             return value
     if isinstance(value, dict):
@@ -267,11 +236,11 @@ def compile_json(value: Any, scopes: tuple[str, ...], where: tuple[str | int, ..
     return None
 
 
-def _render_json(value: Any, values: Values) -> Any:
+def _render_json(value: Any, lookup: Lookup) -> Any:
     if isinstance(value, Text):
-        return value.render(values)
+        return value.render(lookup)
     if isinstance(value, dict):
-        return {k: _render_json(v, values) for k, v in value.items()}
+        return {k: _render_json(v, lookup) for k, v in value.items()}
     if isinstance(value, list):
-        return [_render_json(v, values) for v in value]
+        return [_render_json(v, lookup) for v in value]
     return value

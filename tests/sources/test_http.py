@@ -13,6 +13,7 @@ import pytest
 from bridge.breaker import CLOSED, OPEN, CircuitBreaker, CircuitOpen
 from bridge.errors import InternalError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from bridge.models import Account, Credentials, Identity
+from bridge.placeholders import UnsafeValue
 from bridge.sources.http import HTTPSource
 from tests.gateway import free_port
 from tests.upstreams import (
@@ -175,15 +176,32 @@ customer = "{identity.customer_id}"
 
 
 @pytest.mark.parametrize("username", ["..", "."])
-def test_dot_segments_are_not_sent(portal, username):
-    assert fetch(source(portal), username) == []
+def test_dot_segments_are_a_backend_fault_not_no_account(portal, username):
+    """Data that cannot be placed is a 500 naming the field (not the value), nothing sent."""
+    with pytest.raises(UnsafeValue, match=r"\{identity\.username\} cannot be placed in a URL "
+                                          r"path segment") as caught:
+        fetch(source(portal), username)
+    assert isinstance(caught.value, InternalError)
     assert portal.seen == []
 
 
-def test_text_that_is_not_unicode_is_not_sent(portal):
-    src = source(portal, extra='[query]\nname = "{identity.displayName}"')
-    assert fetch(src, "alice", displayName="\ud800 lone surrogate") == []
+@pytest.mark.parametrize(("value", "why"), [("\ud800 lone surrogate", "not valid Unicode"),
+                                            ("evil\r\nX-Admin: 1", "a line break")])
+def test_values_a_header_cannot_hold_are_a_backend_fault(portal, value, why):
+    src = source(portal, extra='[headers]\nX-Name = "{identity.displayName}"')
+    with pytest.raises(UnsafeValue, match=why) as caught:
+        fetch(src, "alice", displayName=value)
+    assert "displayName" in caught.value.detail and value not in caught.value.detail
     assert portal.seen == []
+
+
+def test_an_unsafe_value_leaves_the_breaker_alone(portal):
+    """One user's odd data is a 500 for that user: no verdict, so it never opens the circuit."""
+    breaker = CircuitBreaker("http source", failure_threshold=1, cooldown=60)
+    results = fetch_each(source(portal), ["..", "..", "alice"], breaker)
+    assert [type(r).__name__ for r in results[:2]] == ["UnsafeValue", "UnsafeValue"]
+    assert isinstance(results[2], list) and results[2]
+    assert breaker.state == CLOSED
 
 
 def test_a_placeholder_without_value_is_an_internal_error(portal):
