@@ -55,16 +55,25 @@ class Value:
 
     source: Template | int | bool
     default: Scalar | None = None
+    # A lone placeholder feeding a boolean or integer option: the backend's value is
+    # coerced (0/1, 't'/'f', 'yes'/'no', numeric text; schema.Option.coerce).
+    option: schema.Option | None = None
 
     def resolve(self, values: Values) -> Scalar:
         if not isinstance(self.source, Template):
             return self.source
         try:
-            return self.source.value(values.lookup, PLAIN)
+            value = self.source.value(values.lookup, PLAIN)
         except MissingField:
             if self.default is None:
                 raise
             return self.default
+        if self.option is None:
+            return value
+        try:
+            return self.option.coerce(value)
+        except SchemaError as exc:
+            raise SchemaError(self.option.name, f"{self.source} {exc.message}") from None
 
     @property
     def literal(self) -> Scalar | None:
@@ -165,6 +174,9 @@ def _hidden(value: object) -> str:
     return f"a {type(value).__name__} (not shown: the option is secret)"
 
 
+_COERCED = (schema.Kind.BOOLEAN, schema.Kind.INTEGER, schema.Kind.ENUMERATION)
+
+
 def _read_value(cfg: Section, key: str, option: schema.Option | None) -> Value | None:
     # A secret option's value (a literal password) never goes into a problem message.
     secret = option is not None and option.secret
@@ -190,7 +202,9 @@ def _read_value(cfg: Section, key: str, option: schema.Option | None) -> Value |
         cfg.problem(key, "not a valid template (placeholders are {scope.name}; write {{ and }} "
                          "for literal braces)" if secret else str(exc))
         return None
-    value = Value(source, default)
+    coerced = (option is not None and option.kind in _COERCED
+               and isinstance(source, Template) and source.single is not None)
+    value = Value(source, default, option if coerced else None)
     if option is not None:
         for candidate in (value.literal, default):
             if candidate is None:
@@ -290,6 +304,9 @@ class ConfigMapping:
         except MissingField as exc:
             raise InternalError(f"mapping: field {exc} is missing for user "
                                 f"{identity.username!r} and the option has no default") from None
+        except SchemaError as exc:  # a backend's value the option cannot take (coerce)
+            raise InternalError(f"mapping: option {exc.path!r} for user "
+                                f"{identity.username!r}: {exc.message}") from None
         return tree
 
 

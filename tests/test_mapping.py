@@ -268,3 +268,64 @@ def test_literal_secrets_are_not_shown_in_load_problems(password):
     assert len(problems) == 3 and problems[1].endswith("missing: password")
     for problem in problems:
         assert "hunter" not in problem and "3.25" not in problem and "2.5" not in problem
+
+
+# --- what backends send: 0/1, 't'/'f', 'yes'/'no', numeric text (schema.Option.coerce) ----
+
+
+COERCING = {"account": {"username": "u", "password": "p", "SIP_domain": "d",
+                        "register_on_startup": "{account.enabled}",
+                        "SIP_keep_alive_timeout": "{account.keepalive}",
+                        "SIP_use_rport": {"value": "{account.rport}", "default": False}}}
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (1, True), (0, False), (True, True), (False, False), ("t", True), ("f", False),
+    ("TRUE", True), (" false ", False), ("yes", True), ("No", False), ("1", True), ("0", False),
+    ("Y", True), ("n", False), ("on", True), ("off", False),
+])
+def test_backend_booleans_feed_boolean_options(raw, expected):
+    m, problems = mapping(COERCING)
+    assert problems == []
+    [account] = m.build(IDENTITY, [Account({"enabled": raw, "keepalive": 30})], LOGIN)["accounts"]
+    assert account["register_on_startup"] is expected
+    assert account["SIP_use_rport"] is False  # the default, not coerced: a TOML literal
+    assert parse_config(render_config({"accounts": [account]}))["accounts"][0][
+        "register_on_startup"] == ("true" if expected else "false")
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("30", 30), (" 45 ", 45), ("+60", 60),
+                                               ("90.0", 90), (120, 120)])
+def test_numeric_text_feeds_integer_options(raw, expected):
+    m, _ = mapping(COERCING)
+    [account] = m.build(IDENTITY, [Account({"enabled": 1, "keepalive": raw})], LOGIN)["accounts"]
+    assert account["SIP_keep_alive_timeout"] == expected
+
+
+@pytest.mark.parametrize(("field", "raw", "named"), [
+    ("enabled", 2, "{account.enabled}"), ("enabled", "maybe", "{account.enabled}"),
+    ("enabled", "", "{account.enabled}"), ("keepalive", "thirty", "{account.keepalive}"),
+    ("keepalive", "1.5", "{account.keepalive}"), ("rport", "sometimes", "{account.rport}"),
+])
+def test_a_value_that_is_neither_is_an_error_naming_the_field(field, raw, named):
+    m, _ = mapping(COERCING)
+    fields = {"enabled": 1, "keepalive": 30, field: raw}
+    with pytest.raises(InternalError) as info:
+        m.build(IDENTITY, [Account(fields)], LOGIN)
+    assert named in info.value.detail
+    assert "alice" in info.value.detail
+
+
+def test_literals_in_the_configuration_stay_strict():
+    _, problems = mapping({"account": {**COERCING["account"], "register_on_startup": 1}})
+    assert problems == ["Config value 'mapping.account.register_on_startup': "
+                        "expected true or false, got 1"]
+
+
+def test_text_around_a_placeholder_is_not_coerced():
+    # "{account.x}s" is text, never a boolean: check() rejects it as before.
+    m, problems = mapping({"account": {**COERCING["account"],
+                                       "register_on_startup": "{account.enabled}!"}})
+    assert problems == []
+    with pytest.raises(Exception, match="true or false"):
+        render_config(m.build(IDENTITY, [Account({"enabled": 1, "keepalive": 3})], LOGIN))

@@ -30,6 +30,9 @@ __all__ = [
 # surrogates, U+FFFE and U+FFFF. Such text cannot be put in a document at all.
 _NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _DIGITS = re.compile(r"-?[0-9]+")
+_NUMERIC = re.compile(r"\s*([+-]?[0-9]+)(?:\.0*)?\s*")
+_TRUE = frozenset({"1", "t", "true", "y", "yes", "on"})
+_FALSE = frozenset({"0", "f", "false", "n", "no", "off"})
 # Assumed limit: the Android app keeps integers as 32-bit Java ints (applied to every
 # dialect: no document gives a wider integer, and a bound keeps odd input cheap).
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
@@ -145,6 +148,36 @@ class Option:
         if not low <= number <= high:
             raise self._error(f"an integer from {low} to {high}", value)
         return str(number)
+
+    def coerce(self, value: str | int | bool) -> str | int | bool:
+        """A backend's spelling of this option's type, in the form check() takes.
+
+        Databases and directories write booleans as 0/1, 't'/'f', 'yes'/'no' (any
+        case, surrounding spaces ignored) and numbers as text: a boolean option
+        takes those, an integer or enumeration option takes numeric text (" 5 ",
+        "+5", "5.0"). Anything else is a SchemaError; other kinds pass unchanged.
+        Only values from backends are coerced: literals in the configuration stay
+        strict (TOML has types). check() still runs on the result.
+        """
+        kind = self.kind
+        if kind is _BOOLEAN:
+            if type(value) is bool:
+                return value
+            if type(value) is int and value in (0, 1):
+                return value == 1
+            if isinstance(value, str):
+                word = value.strip().lower()
+                if word in _TRUE:
+                    return True
+                if word in _FALSE:
+                    return False
+            raise self._error("a boolean (true/false, 1/0, t/f, yes/no)", value)
+        if (kind is Kind.INTEGER or kind is _ENUMERATION) and isinstance(value, str):
+            m = _NUMERIC.fullmatch(value)
+            if m is None:
+                raise self._error("an integer", value)
+            return int(m.group(1)) if len(m.group(1)) <= 32 else _INT_MAX + 1
+        return value
 
     def _error(self, expected: str, value: object) -> SchemaError:
         if self.secret:
