@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
+import hashlib
+import hmac
 import json
 import secrets
 import time
@@ -129,10 +132,19 @@ CLIENTS = {c[0]: Client(c[0], c[1], m) for c, m in ((CLIENT, "client_secret_basi
                                                     (POST_CLIENT, "client_secret_post"))}
 
 
+@functools.lru_cache(maxsize=64)
 def new_key(kid: str, alg: str = "RS256") -> Key:
+    """A signing key (the same one again for the same kid and alg: RSA keys are slow to make,
+    and a test wanting two keys asks for two kids)."""
     if alg.startswith("ES"):
         return ECKey.generate_key("P-256", parameters={"kid": kid, "alg": alg, "use": "sig"})
     return RSAKey.generate_key(2048, parameters={"kid": kid, "alg": alg, "use": "sig"})
+
+
+def impostor(key: Key, alg: str) -> Key:
+    """Another key under `key`'s kid."""
+    other = new_key(f"impostor-{alg}", alg)
+    return type(other).import_key(other.as_dict(private=True) | {"kid": key.kid})
 
 
 def _b64(data: dict[str, Any]) -> str:
@@ -170,7 +182,16 @@ class IdPState:
         alg = alg or self.alg
         if alg == "none":
             return f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
-        return jwt.encode({"alg": alg, "kid": key.kid, **header}, claims, key)
+        kid = {"kid": key.kid} if key.kid else {}
+        return jwt.encode({"alg": alg, **kid, **header}, claims, key)
+
+    def forge_hs256(self, claims: dict[str, Any], secret: bytes) -> str:
+        """HS256 by hand with any bytes as the secret (joserfc rightly refuses a public key)."""
+        now = int(time.time())
+        body = {"iss": self.issuer, "iat": now, "exp": now + 300, **claims}
+        signed = f"{_b64({'alg': 'HS256', 'typ': 'JWT'})}.{_b64(body)}"
+        mac = hmac.new(secret, signed.encode(), hashlib.sha256).digest()
+        return f"{signed}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
 
     def issue(self, user: str, scope: str = "openid phone", expires_in: int = 300,
               age: float = 0, client: str = CLIENT[0], sloppy: bool = False) -> str:
@@ -256,9 +277,9 @@ class IDToken(OpenIDToken):
         elif user == "alg-none":
             alg = "none"
         elif user == "bad-sig":  # the published kid, another key
-            key = new_key(self.state.signing.kid or "k1", self.state.alg)
+            key = impostor(self.state.signing, self.state.alg)
         elif user == "unknown-kid":
-            key = new_key("made-up-" + secrets.token_hex(4), self.state.alg)
+            key = new_key("made-up", self.state.alg)
         return self.state.mint(claims, key, alg)
 
 
