@@ -263,6 +263,12 @@ class ConfigMapping:
     dialect: Dialect = ANDROID
 
     @property
+    def account_fields(self) -> frozenset[str]:
+        """The {account.*} fields the accounts need (those without a default): what an
+        account source must return, checked against it before the first request."""
+        return frozenset(f.name for _, f in _account_fields(self.account))
+
+    @property
     def diagnostics(self) -> SectionMapping | None:
         return self.sections.get("diagnostics")
 

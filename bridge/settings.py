@@ -315,6 +315,7 @@ class _Loader:
         self.problems: list[str] = []
         self._specs: dict[tuple[str, int], BackendSpec | None] = {}
         self._mappings: dict[tuple[int, str], ConfigMapping | None] = {}
+        self._fields: dict[tuple[str, int], set[str]] = {}  # per source table: see _told
 
     def attempt(self, fn: Callable[[], T]) -> T | None:
         try:
@@ -422,6 +423,8 @@ class _Loader:
         if auth_spec is not None and query.password_format != "plaintext":  # noqa: S105
             formats = getattr(load_class(AUTHENTICATORS, auth_spec.type), "password_formats",
                               frozenset({"plaintext"}))
+            if query.password_format in formats:  # the built backend may narrow it (sql)
+                formats = getattr(auth_spec.build(), "password_formats", formats)
             if query.password_format not in formats:
                 self.problems.append(
                     f"Config value '{auth_at}.type': profile {name.split('/')[0]!r} receives "
@@ -430,6 +433,13 @@ class _Loader:
                     f"password itself. Use password_format = "
                     f"\"plaintext\" in the app's provisioning settings, or a users file with "
                     f"password_md5 entries")
+        fields = self._fields.get((source_at, id(source)))
+        if compiled is not None and source_spec is not None and fields is not None:
+            # A source that can check the {account.*} fields its mappings need is told them
+            # (the union over the pipelines sharing it) and says now what it cannot return.
+            fields |= compiled.account_fields
+            self.problems.extend(f"Config value '{source_at}.{key}': {message}" for key, message
+                                 in source_spec.build().expect_fields(frozenset(fields)))
         if auth_spec is None or source_spec is None or compiled is None:
             return None
         return PipelineSettings(
@@ -443,8 +453,10 @@ class _Loader:
         """One spec per table: profiles that inherit a table share its backend (and pools)."""
         key = (where, id(table))
         if key not in self._specs:
-            self._specs[key] = self.attempt(
-                lambda: spec_from_table(registry, table, where, self.base_dir))
+            spec = self.attempt(lambda: spec_from_table(registry, table, where, self.base_dir))
+            if spec is not None and hasattr(load_class(registry, spec.type), "expect_fields"):
+                spec = _told(spec, self._fields.setdefault(key, set()))
+            self._specs[key] = spec
         return self._specs[key]
 
     def mapping(self, table: Table, where: str, dialect: Dialect) -> ConfigMapping | None:
@@ -485,3 +497,13 @@ class _Loader:
                             f"Config value 'tenants.{tenant.name.split('/')[-1]}.domains': "
                             f"{domain!r} is already tenant {domains[domain]!r}'s")
                     domains[domain] = tenant.name
+
+
+def _told(spec: BackendSpec, fields: set[str]) -> BackendSpec:
+    """The spec of a source that is told the {account.*} fields its mappings need (filled
+    in while the file loads, read when the backend is built)."""
+    def build() -> Any:
+        backend = spec.factory()
+        backend.expect_fields(frozenset(fields))
+        return backend
+    return BackendSpec(spec.kind, spec.type, build)

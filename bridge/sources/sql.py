@@ -76,13 +76,16 @@ class SQLSource(AccountSource):
         self.db = config.database()
         self.needed: frozenset[str] = frozenset()
 
-    def expect_fields(self, fields: frozenset[str]) -> list[str]:
-        """The `{account.*}` fields the pipeline's mapping needs; problems found without I/O."""
+    def expect_fields(self, fields: frozenset[str]) -> list[tuple[str, str]]:
+        """Told the `{account.*}` fields the pipelines' mappings need (called while the
+        configuration loads, and when built); the problems found without a database, as
+        (key, message)."""
         self.needed = self.needed | fields
         columns = select_columns(self.query.sql, fold_lower=self.db.dialect == "postgresql")
         if columns is None:
             return []  # checked against the server by ready()
-        return _missing(self.needed, columns)
+        key = "query" if self.config.query is not None else "preset"
+        return [(key, message) for message in _missing(self.needed, columns)]
 
     async def start(self) -> None:
         """Check the query's columns now: a mistake stops the start. A database that is down
