@@ -1,4 +1,5 @@
-"""The Starlette application: one route, one error mapping, backends in the lifespan."""
+"""The Starlette application: one route per profile (and its token endpoint), one error
+mapping, backends in the lifespan."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 
 from starlette.applications import Starlette
@@ -32,6 +33,7 @@ from bridge.metrics import METRICS, watch_event_loop
 from bridge.params import credentials_from_query
 from bridge.runtime import Runtime
 from bridge.settings import Profile, Settings
+from bridge.tokens.service import TokenDesk, TokenService
 
 logger = logging.getLogger("bridge.app")
 
@@ -182,6 +184,39 @@ def create_app(settings: Settings) -> Starlette:
         METRICS.inc("bridge_responses_200_total")
         return XMLResponse(body)
 
+    tokens = TokenService(settings) if settings.tokens else None
+    desks: dict[str, TokenDesk] = {}
+
+    def token_endpoint(profile: Profile) -> Callable[[Request], Awaitable[Response]]:
+        """GET token_path + TOKEN: the profile's document for the token's user, once."""
+        assert tokens is not None
+        policy = replace(profile.errors, challenge=None)  # no Basic prompt: no password here
+
+        async def provision_token(request: Request) -> Response:
+            METRICS.inc("bridge_token_requests_total")
+            try:
+                token = request.path_params["token"]
+                register_secret(token)
+                if request.method != "GET":  # a HEAD would spend the token for nothing
+                    raise MethodNotAllowed("HEAD on the token endpoint")
+                runtime = gateway.build()
+                if profile.name not in desks:
+                    desks[profile.name] = tokens.desk(profile.name, runtime.pipelines,
+                                                      runtime.stores[0])
+                body = await runtime.provisioners[profile.name].provision_token(
+                    token, desks[profile.name], gateway.client(request))
+            except Exception as exc:
+                log_failure(exc)
+                response = policy.response(exc)
+                if isinstance(exc, MethodNotAllowed):
+                    response.headers["Allow"] = "GET"
+                METRICS.inc(f"bridge_token_responses_{response.status_code}_total")
+                return response
+            METRICS.inc("bridge_token_responses_200_total")
+            return XMLResponse(body)
+
+        return provision_token
+
     async def metrics(request: Request) -> Response:
         return Response(METRICS.render(), media_type="text/plain; version=0.0.4")
 
@@ -195,7 +230,8 @@ def create_app(settings: Settings) -> Starlette:
         METRICS.set("bridge_event_loop_lag_max_seconds", 0.0)
         watcher = asyncio.create_task(watch_event_loop())
         try:
-            async with gateway.build().running():
+            async with gateway.build().running(), (tokens.running() if tokens
+                                                   else contextlib.nullcontext()):
                 # Everything alive now (modules, settings, pools) lives as long as the
                 # process: keep it out of the collector's full passes, which otherwise
                 # held the event loop for up to ~12 ms under load.
@@ -208,12 +244,19 @@ def create_app(settings: Settings) -> Starlette:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
 
+    token_paths = {p.token_path: p for p in settings.profiles if p.token_path}
     middleware = [Middleware(StrictTransportSecurityMiddleware)]
-    if settings.server.access_log:
-        middleware.insert(0, Middleware(AccessLogMiddleware))
+    if settings.server.access_log:  # a token endpoint's path ends with the token: masked
+        middleware.insert(0, Middleware(AccessLogMiddleware, masked_prefixes=list(token_paths)))
     routes = [Route(path, provision, methods=["GET"]) for path in gateway.by_path]
     if settings.server.metrics_path:
         routes.append(Route(settings.server.metrics_path, metrics, methods=["GET"]))
+    routes += [Route(path + "{token}", token_endpoint(profile), methods=["GET"])
+               for path, profile in token_paths.items()]
+    if tokens is not None and tokens.config.admin.enabled:
+        from bridge.tokens.admin import admin_routes
+
+        routes += admin_routes(tokens.config.admin, lambda: tokens)
     app = Starlette(
         routes=routes,
         middleware=middleware,

@@ -1,4 +1,4 @@
-"""zoiper-bridge serve | check-config | render | hash-password"""
+"""zoiper-bridge serve | check-config | render | hash-password | token"""
 
 from __future__ import annotations
 
@@ -214,6 +214,10 @@ def parser() -> argparse.ArgumentParser:
                    help="hash the password's MD5, for the users file's password_md5 (apps "
                         "that send an MD5 of the password, e.g. Zoiper5 Desktop)")
     h.set_defaults(func=cmd_hash)
+
+    from bridge.tokens.cli import register as register_token_commands
+
+    register_token_commands(sub)  # zoiper-bridge token issue | list | revoke
     return p
 
 

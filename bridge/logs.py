@@ -198,10 +198,15 @@ def logging_config(level: str = "info", credential_params: Sequence[str] = ()) -
 
 
 class AccessLogMiddleware:
-    """One line per request: client, method, path (never the query), status, time."""
+    """One line per request: client, method, path (never the query), status, time.
 
-    def __init__(self, app: ASGIApp) -> None:
+    A path under one of `masked_prefixes` (a token endpoint: the rest of the path
+    is a one-time token) is logged as the prefix followed by the mask.
+    """
+
+    def __init__(self, app: ASGIApp, masked_prefixes: Sequence[str] = ()) -> None:
         self.app = app
+        self.masked_prefixes = tuple(masked_prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -223,9 +228,14 @@ class AccessLogMiddleware:
             client = scope.get("state", {}).get("client_address")
             if client is None and (peer := scope.get("client")):
                 client = peer[0]
+            path = scope["path"]
+            for prefix in self.masked_prefixes:
+                if path.startswith(prefix) and len(path) > len(prefix):
+                    path = prefix + MASK
+                    break
             access_logger.info(
                 '%s "%s %s HTTP/%s" %d %.1fms',
-                client or "-", scope["method"], scope["path"],
+                client or "-", scope["method"], path,
                 scope.get("http_version", "1.1"), status,
                 (time.perf_counter() - start) * 1000,
             )

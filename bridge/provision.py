@@ -9,6 +9,10 @@
     authenticate -> fetch accounts -> map -> render for the dialect (validated)
     the deadline passes while a backend is asked?  -> that backend's failure, 503
 
+The token endpoint (`provision_token`) is the same flow without the password:
+the one-time token is the authentication, so no authenticator is asked and the
+identity is the token's username; limits count wrong tokens per address.
+
 Every failure leaves this module as a BridgeError (or an unexpected exception
 that the caller treats as internal); nothing here builds a response, so the
 same flow can serve another endpoint later (one-time tokens, other dialects).
@@ -19,9 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from bridge.auth import Authenticator
 from bridge.breaker import CircuitBreaker
@@ -36,7 +40,7 @@ from bridge.errors import (
 from bridge.guard import Attempt, Guard
 from bridge.mapping import ConfigMapping
 from bridge.metrics import METRICS
-from bridge.models import Credentials
+from bridge.models import Credentials, Identity
 from bridge.settings import BreakerSettings
 from bridge.sources import AccountSource
 from bridge.zoiper.dialects import ANDROID, Dialect
@@ -64,6 +68,31 @@ class Pipeline:
     auth_breaker: CircuitBreaker = field(default_factory=lambda: CircuitBreaker("authenticator"))
     source_breaker: CircuitBreaker = field(
         default_factory=lambda: CircuitBreaker("account source"))
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a redeemed one-time token stands for: a user of one pipeline, no password."""
+
+    username: str
+    pipeline: Pipeline
+    give_back: Callable[[], Awaitable[None]]  # undoes the use: nothing was delivered
+
+
+class TokenDesk(Protocol):
+    """A profile's token endpoint as this flow sees it (bridge/tokens/service.py)."""
+
+    def fingerprint(self, token: str) -> str:
+        """A short keyed hash of the token: the only form of it that is logged."""
+        ...
+
+    async def admit(self, client: str | None) -> None:
+        """Raise RateLimited when this address has sent too many wrong tokens."""
+        ...
+
+    async def redeem(self, token: str, client: str | None) -> Grant | None:
+        """Spend one use atomically; None for an unknown, expired, spent or revoked token."""
+        ...
 
 
 class Provisioner:
@@ -137,6 +166,31 @@ class Provisioner:
         return await self.flights.run(key, lambda: self._attempt(credentials, attempt, pipe,
                                                                  key))
 
+    async def provision_token(self, token: str, desk: TokenDesk, client: str | None) -> bytes:
+        """The token endpoint: the token is the authentication, and it is spent atomically.
+
+            this address sent too many wrong tokens?   -> 429, the store is not asked
+            unknown, expired, spent or revoked?        -> 401, one answer for all four
+            the account source's circuit open?         -> 503
+            fetch accounts for the token's user -> map -> render (deadline as above)
+            no document delivered (503, 404, 500, ...)  -> the use is given back
+        """
+        await desk.admit(client)
+        grant = await desk.redeem(token, client)
+        if grant is None:
+            raise AuthenticationFailed(f"token {desk.fingerprint(token)}: unknown, expired, "
+                                       "spent or revoked")
+        pipe = grant.pipeline
+        try:
+            if pipe.source_breaker.refusing:
+                METRICS.inc("bridge_breaker_refusals_total")
+                pipe.source_breaker.check()
+            credentials = Credentials(grant.username, "", client=client)
+            return await self._fetch_and_render(credentials, pipe, Identity(grant.username))
+        except BaseException:
+            await asyncio.shield(grant.give_back())
+            raise
+
     async def _attempt(self, credentials: Credentials, attempt: Attempt, pipe: Pipeline,
                        key: str) -> bytes:
         await self.guard.admit(attempt)
@@ -152,18 +206,23 @@ class Provisioner:
         await self.cache.put(key, document)
         return document
 
-    async def _fetch_and_render(self, credentials: Credentials, pipe: Pipeline) -> bytes:
+    async def _fetch_and_render(self, credentials: Credentials, pipe: Pipeline,
+                                token_identity: Identity | None = None) -> bytes:
         asking: CircuitBreaker | None = None
+        identity = token_identity
         try:
             async with asyncio.timeout(self.deadline):
-                asking = pipe.auth_breaker
-                with asking.guard():
-                    identity = await pipe.authenticator.authenticate(credentials)
-                asking = None
                 if identity is None:
-                    raise AuthenticationFailed(
-                        f"user {credentials.username!r}: invalid credentials")
-                if pipe.required_groups and not pipe.required_groups & identity.groups:
+                    asking = pipe.auth_breaker
+                    with asking.guard():
+                        identity = await pipe.authenticator.authenticate(credentials)
+                    asking = None
+                    if identity is None:
+                        raise AuthenticationFailed(
+                            f"user {credentials.username!r}: invalid credentials")
+                # A token's identity has no groups: whoever issued it made that decision.
+                if (token_identity is None and pipe.required_groups
+                        and not pipe.required_groups & identity.groups):
                     raise NotPermitted(f"user {identity.username!r} is in none of the "
                                        f"required groups")
                 asking = pipe.source_breaker

@@ -7,6 +7,8 @@
     [profiles.NAME]       more profiles: own path (and host), request, backends, mapping,
                           tenants; every table a profile leaves out is the top level's
                           (the same backends: inherited tables share pools and breakers)
+    [tokens]              one-time onboarding tokens (bridge/tokens/config.py): the store,
+                          the default profile's token endpoint; [profiles.NAME.tokens] another's
 
 A profile is one kind of client at one address: how its credentials arrive,
 their format, its dialect, and the pipeline(s) that serve it. A tenant is a
@@ -51,6 +53,12 @@ from bridge.params import QuerySettings
 from bridge.plugins import BackendSpec, load_class, spec_from_table
 from bridge.sources import REGISTRY as SOURCES
 from bridge.state import StateSettings
+from bridge.tokens.config import (
+    ProfileTokens,
+    TokenSettings,
+    pipeline_problems,
+    token_problems,
+)
 from bridge.zoiper.dialects import Dialect, dialect_named
 
 T = TypeVar("T")
@@ -202,6 +210,7 @@ class ProfileTable(Model):
     breaker: BreakerSettings | None = None
     limits: Table | None = None
     tenants: dict[str, TenantTable] | None = None  # absent: the top level's; {}: none
+    tokens: ProfileTokens | None = None  # its token endpoint; never inherited
 
 
 class FileTable(Model):
@@ -220,6 +229,7 @@ class FileTable(Model):
     mapping: Table | None = None
     tenants: dict[str, TenantTable] = {}
     profiles: dict[str, ProfileTable] = {}
+    tokens: TokenSettings | None = None
 
 
 # -- the values the application is built from ------------------------------------------
@@ -252,6 +262,8 @@ class Profile:
     errors: ErrorPolicy
     own: PipelineSettings | None  # users no tenant claims; None: they are refused (401)
     tenants: tuple[PipelineSettings, ...] = ()
+    token_path: str | None = None  # the app GETs token_path + token; None: no endpoint
+    token_link: str = ""  # the QR code's link when it differs from [tokens] link
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -271,6 +283,7 @@ class Settings:
     cache: CacheSettings
     origin: Path | None = None  # the file it came from; None for the embedded demo
     demo: bool = False
+    tokens: TokenSettings | None = None
 
     @property
     def default(self) -> Profile:
@@ -331,11 +344,13 @@ class _Loader:
         profiles = [default] + [self.profile(name, f"profiles.{name}", top, table, errors)
                                 for name, table in top.profiles.items()]
         self._check_routes([p for p in profiles if p is not None])
+        self.problems.extend(token_problems(top.tokens, top.state.secret, top.server,
+                                            [p for p in profiles if p is not None]))
         if self.problems:
             raise ConfigError(self.problems)
         assert all(p is not None for p in profiles)
         return Settings(top.server, tuple(p for p in profiles if p is not None), errors,
-                        top.state, top.cache, origin)
+                        top.state, top.cache, origin, tokens=top.tokens)
 
     def top(self, data: dict[str, Any]) -> FileTable:
         """The top level; tables with problems are reported, then left out so that the
@@ -399,8 +414,15 @@ class _Loader:
         if broken or any(t is None for t in tenants):
             return None
         path = table.path if table else top.server.path
+        tokens = table.tokens if table else top.tokens
+        if tokens is not None and tokens.path:  # a token carries no password: say what needs one
+            pairs = [(own, source), *zip(tenants, (t.source for t in tenants_table.values()),
+                                         strict=True)]
+            self.problems.extend(pipeline_problems(name, at("tokens.path"), pairs))
         return Profile(name, path, table.host if table else None, query, dialect, limits,
-                       errors, own, tuple(t for t in tenants if t is not None))
+                       errors, own, tuple(t for t in tenants if t is not None),
+                       token_path=tokens.path if tokens else None,
+                       token_link=tokens.link if tokens else "")
 
     def pipeline(self, name: str, where: str, query: QuerySettings, dialect: Dialect,
                  auth: Table | None, source: Table | None, mapping: Table | None,
