@@ -19,7 +19,7 @@ SHIPPED = sorted(p for p in (ROOT / "deploy" / "examples").glob("*.toml")
                  if not p.name.endswith("-users.toml"))  # users files, not configurations
 EXAMPLE_ENV = {"LDAP_BIND_PASSWORD": "x", "WHMCS_API_KEY": "x", "ACME_BIND_PASSWORD": "x",
                "GLOBEX_BIND_PASSWORD": "x", "BILLING_TOKEN": "x",
-               "BILLING_CLIENT_SECRET": "x"}
+               "BILLING_CLIENT_SECRET": "x", "OIDC_CLIENT_SECRET": "x"}
 
 USERS = f'[users.alice]\npassword = "{hash_password("pw", 10)}"\n'
 MAPPING = {"account": {"username": "{login.username}", "password": "{login.password}",

@@ -79,7 +79,7 @@ async def test_password_grant_with_id_token(idp: IdPState) -> None:
     assert identity.username == "alice"
     assert dict(identity.attributes) == {"displayName": "Alice Liddell", "ext": "1001"}
     assert identity.groups == {"voip", "staff", "phone-users"}  # groups + realm_access.roles
-    path, headers, form = next(s for s in idp.seen if s[0] == "/token")
+    _, headers, form = next(s for s in idp.seen if s[0] == "/token")
     assert form == {"grant_type": "password", "username": "alice", "password": PASSWORD,
                     "scope": "openid"}
     assert headers["authorization"] == httpx.BasicAuth(*CLIENT)._auth_header
