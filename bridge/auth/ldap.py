@@ -13,6 +13,14 @@ Three ways to find the user; exactly one of `user_dn`, `user_upn` or
   credentials, never "the first one". With user_dn/user_upn the search only
   reads the entry after the bind.
 
+Placeholders (bridge.placeholders; `{{`/`}}` are literal braces): the templates
+user_dn, user_upn and user_search.filter can hold one thing, what the phone
+typed: `{login.username}`, or its alias `{username}` (the older spelling,
+kept). No identity exists yet, and `{login.password}` has no place in a DN
+or a filter. [auth.groups] filter holds no placeholders. A typed name that
+cannot be placed (a NUL into a DN, a character AD forbids in a logon name)
+is invalid credentials, without a bind: it cannot be anyone's.
+
 `{identity.dn}` is always set (the account source's default base is "{dn}"):
 the entry's DN when the entry is read (a search, attributes or groups), else
 the DN bound (user_dn), and for a UPN bind with nothing else configured the
@@ -51,6 +59,7 @@ from typing import Annotated, Any
 from pydantic import Field, PlainValidator
 from pydantic_core import PydanticCustomError
 
+from bridge import placeholders
 from bridge.auth import Authenticator
 from bridge.config import Model, describe, problem
 from bridge.errors import BridgeError, InternalError, NotPermitted
@@ -66,6 +75,7 @@ from bridge.ldap.client import (
     SearchRequest,
 )
 from bridge.ldap.config import (
+    AUTH_ALIASES,
     Binary,
     DirectoryConfig,
     NonEmpty,
@@ -73,18 +83,14 @@ from bridge.ldap.config import (
     attribute_map,
     first_text,
     probe,
+    render_dn,
+    render_filter,
     template,
 )
 from bridge.ldap.errors import translate
-from bridge.ldap.escape import (
-    ad_data_code,
-    dn_key,
-    escape_dn_value,
-    escape_filter_value,
-    fill,
-    rdn_value,
-)
+from bridge.ldap.escape import ad_data_code, dn_key, escape_filter_value, rdn_value
 from bridge.models import Credentials, Identity, Scalar
+from bridge.placeholders import Escaper, Refused, Template, UnsafeValue, Values
 
 logger = logging.getLogger("bridge.auth.ldap")
 
@@ -105,6 +111,15 @@ AD_LOCKED_OUT = "775"
 # Characters AD forbids in logon names; in a UPN bind they could change how the name is read.
 _UPN_FORBIDDEN = re.compile(r'["/\\\[\]:;|=,+*?<>@\x00-\x1f\x7f]')
 UAC_ACCOUNTDISABLE = 0x2
+
+
+def _logon_name(text: str) -> str:
+    if _UPN_FORBIDDEN.search(text) or text != text.strip():
+        raise Refused("a character AD forbids in logon names, or spaces at an end")
+    return text
+
+
+UPN = Escaper("an AD logon name", _logon_name)
 _FILETIME_EPOCH = 116444736000000000  # 1601-01-01 to 1970-01-01 in 100 ns steps
 _NEVER = {0, 0x7FFFFFFFFFFFFFFF}
 _MAX_OR_CLAUSES = 100
@@ -112,10 +127,13 @@ DnKey = tuple[tuple[tuple[str, str], ...], ...]  # escape.dn_key: a DN to compar
 
 # -- the table ----------------------------------------------------------------------------
 
-UserDn = Annotated[str, PlainValidator(template("dn", ("username",), needs="username"))]
-UserUpn = Annotated[str, PlainValidator(template("upn", ("username",), needs="username"))]
-UserFilter = Annotated[str, PlainValidator(template("filter", ("username",), needs="username"))]
-GroupFilter = Annotated[str, PlainValidator(template("filter", ()))]
+_TYPED = placeholders.Field("login", "username")
+_AS_TYPED = ("login.username",)
+UserDn = Annotated[Template, PlainValidator(template("dn", _AS_TYPED, AUTH_ALIASES, _TYPED))]
+UserUpn = Annotated[Template, PlainValidator(template("upn", _AS_TYPED, AUTH_ALIASES, _TYPED))]
+UserFilter = Annotated[Template, PlainValidator(template("filter", _AS_TYPED, AUTH_ALIASES,
+                                                         _TYPED))]
+GroupFilter = Annotated[Template, PlainValidator(template("filter", ()))]
 Attributes = Annotated[dict[str, str], PlainValidator(attribute_map({
     "username": "'username' is the canonical name (username_attribute)",
     "dn": "'dn' is always the entry's DN"}))]
@@ -268,6 +286,11 @@ class LdapAuthenticator(Authenticator):
             return None
         try:
             return await self._authenticate(credentials.username, credentials.password)
+        except UnsafeValue as exc:
+            # Only what the phone typed is placed here: a name that cannot be placed
+            # (a NUL into a DN, a character AD forbids in a logon name) is no one's.
+            logger.debug("LDAP: refused without asking the directory: %s", exc.detail)
+            return None
         except BridgeError:
             raise
         except LdapError as exc:
@@ -278,15 +301,12 @@ class LdapAuthenticator(Authenticator):
     async def _authenticate(self, username: str, password: str) -> Identity | None:
         lk = self.config
         entry: Entry | None = None
+        lookup = Values(Credentials(username, password)).lookup
         by_upn_alone = lk.user_upn is not None and lk.user_search is None
         if lk.user_dn is not None:
-            bind_name = fill(lk.user_dn, escape_dn_value, username=username)
+            bind_name = render_dn(lk.user_dn, lookup)
         elif lk.user_upn is not None:
-            if _UPN_FORBIDDEN.search(username) or username != username.strip():
-                logger.debug("LDAP: %r cannot be an AD logon name; refused without a bind",
-                             username)
-                return None
-            bind_name = lk.user_upn.replace("{username}", username)
+            bind_name = lk.user_upn.render(lookup, UPN)
         else:
             entry = await self._find(username)
             if entry is None:
@@ -362,7 +382,7 @@ class LdapAuthenticator(Authenticator):
     async def _find(self, username: str) -> Entry | None:
         search = self.config.user_search
         assert search is not None
-        flt = fill(search.filter, escape_filter_value, username=username)
+        flt = render_filter(search.filter, Values(Credentials(username, "")).lookup)
         entries = await self.client.search(search.base, search.scope, flt, self._wanted(),
                                            size_limit=2)
         if len(entries) != 1:
@@ -379,7 +399,7 @@ class LdapAuthenticator(Authenticator):
         """
         if self.config.user_search is not None:
             search = self.config.user_search
-            flt = fill(search.filter, escape_filter_value, username=username)
+            flt = render_filter(search.filter, Values(Credentials(username, "")).lookup)
             entries = await self.client.search(search.base, search.scope, flt, self._wanted(),
                                                size_limit=2)
             where = f"{flt} under {search.base!r}"
@@ -473,8 +493,8 @@ class LdapAuthenticator(Authenticator):
 
     async def _collect(self, policy: GroupPolicy, flt: str, found: dict[DnKey, str]) -> list[str]:
         assert policy.base is not None
-        if policy.filter:
-            flt = f"(&{policy.filter}{flt})"
+        if policy.filter is not None:
+            flt = f"(&{policy.filter.literal}{flt})"
         entries = await self.client.search(policy.base, policy.scope, flt, ["1.1"])
         for e in entries:
             found.setdefault(dn_key(e.dn), e.dn)

@@ -17,7 +17,6 @@ import base64
 import logging
 import re
 import ssl
-import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
@@ -26,13 +25,15 @@ from urllib.parse import urlsplit
 from pydantic import Field, PlainValidator, ValidationError
 from pydantic_core import PydanticCustomError
 
+from bridge import placeholders
 from bridge.config import FilePath, Secret, describe, problem
 from bridge.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from bridge.ldap.checked import Checked
 from bridge.ldap.client import Entry, LdapClient, LdapError, Scope, ServerSettings, TlsMode
 from bridge.ldap.errors import translate
-from bridge.ldap.escape import parse_dn, placeholders
+from bridge.ldap.escape import parse_dn
 from bridge.net import client_tls_context, is_loopback
+from bridge.placeholders import DN, DN_VALUE, FILTER, Lookup, Template
 
 logger = logging.getLogger("bridge.ldap")
 
@@ -56,7 +57,6 @@ def _many(problems: Mapping[str, str]) -> ValidationError:
 NonEmpty = Annotated[str, Field(min_length=1)]
 
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]*(;[A-Za-z0-9-]+)*|[0-9]+(\.[0-9]+)+")
-_PLACEHOLDER_ANY = re.compile(r"\{[A-Za-z_]+\}")
 
 
 def _uris(value: Any) -> tuple[str, ...]:
@@ -131,44 +131,68 @@ def attribute_map(reserved: Mapping[str, str]) -> Callable[[Any], dict[str, str]
     return check
 
 
-def template(kind: Literal["dn", "filter", "upn"], allowed: tuple[str, ...],
-             needs: str | None = None) -> Callable[[Any], str]:
-    """A DN, filter or UPN template: known placeholders only, and the shape of its kind."""
-    def braced(names: typing.Iterable[str]) -> str:
-        return ", ".join("{" + n + "}" for n in names)
+WHOLE_DN = placeholders.Field("identity", "dn")
+"""In a DN template this field is a whole DN, placed as it is (checked); elsewhere a value."""
+AUTH_ALIASES: Final = {"username": placeholders.Field("login", "username")}
+SOURCE_ALIASES: Final = {"username": placeholders.Field("identity", "username"),
+                         "dn": WHOLE_DN}
+_UPN = re.compile(r"@[^@\s{}]+")
 
-    def check(text: Any) -> str:
+
+def template(kind: Literal["dn", "filter", "upn"], allow: tuple[str, ...],
+             aliases: Mapping[str, placeholders.Field] | None = None,
+             needs: placeholders.Field | None = None) -> Callable[[Any], Template]:
+    """A DN, filter or UPN template, parsed (bridge.placeholders) and of the shape of its kind.
+
+    `allow` and `aliases` are the placeholders of the use site; `needs`: a field it must hold.
+    """
+    named = {field: alias for alias, field in (aliases or {}).items()}
+
+    def spelled(field: placeholders.Field) -> str:
+        alias = named.get(field)
+        return f"{{{alias}}} (or {field})" if alias else str(field)
+
+    def check(text: Any) -> Template:
         if not isinstance(text, str):
             raise problem(f"expected a string, received {describe(text)}")
         if not text:
             raise problem("must not be empty")
         found = []
-        unknown = placeholders(text) - set(allowed)
-        if unknown:
-            found.append(f"unknown placeholder(s) {braced(sorted(unknown))}; "
-                         f"allowed: {braced(allowed)}")
-        if needs and f"{{{needs}}}" not in text:
-            found.append(f"must contain {{{needs}}}")
-        if kind == "dn" and not _dn_shaped(text):
+        try:
+            parsed = placeholders.parse(text, allow, aliases)
+        except placeholders.TemplateError as exc:
+            found.append(str(exc))
+            rough = re.sub(r"\{[^{}]*\}", "x", text.replace("{{", "").replace("}}", ""))
+            parsed = Template((rough.replace("{", "").replace("}", ""),), text)
+        if needs is not None and not found and needs not in parsed.fields:
+            found.append(f"must contain {spelled(needs)}")
+        if kind == "dn" and not _dn_shaped(parsed):
             found.append(f"{text!r} is not a DN template: expected ATTRIBUTE=VALUE parts "
                          "separated by commas, e.g. \"uid={username},ou=people,dc=example,"
                          "dc=org\"")
-        if kind == "filter" and not _balanced(text):
+        if kind == "filter" and not _balanced(_sample(parsed)):
             found.append(f"{text!r} is not an LDAP filter: it must be enclosed in "
                          "parentheses, and they must balance")
-        if kind == "upn" and not found and not re.fullmatch(r"\{username\}@[^@\s{}]+", text):
+        if kind == "upn" and not found and not (
+                len(parsed.parts) == 2 and parsed.parts[0] == needs
+                and isinstance(parsed.parts[1], str) and _UPN.fullmatch(parsed.parts[1])):
             found.append("expected \"{username}@DOMAIN\", e.g. \"{username}@example.test\"")
         if found:
             raise problem("; ".join(found))
-        return text
+        return parsed
     return check
 
 
-def _dn_shaped(template: str) -> bool:
+def _sample(parsed: Template) -> str:
+    """The template filled with a plain value ("x"), a whole DN with "cn=x"."""
+    return "".join(p if isinstance(p, str) else "cn=x" if p == WHOLE_DN else "x"
+                   for p in parsed.parts)
+
+
+def _dn_shaped(parsed: Template) -> bool:
     """Every RDN of the template (placeholders filled with a plain value) is TYPE=VALUE."""
-    filled = _PLACEHOLDER_ANY.sub("x", template.replace("{dn}", "cn=x"))
     return all(t and _ATTRIBUTE_NAME.fullmatch(t) and v
-               for rdn in parse_dn(filled) for t, v in rdn)
+               for rdn in parse_dn(_sample(parsed)) for t, v in rdn)
 
 
 def _balanced(text: str) -> bool:
@@ -178,6 +202,16 @@ def _balanced(text: str) -> bool:
         if depth < 0 or (depth == 0 and i < len(text) - 1):
             return False
     return text.startswith("(") and depth == 0
+
+
+def render_dn(parsed: Template, lookup: Lookup) -> str:
+    """A DN template filled: values RFC 4514-escaped, {identity.dn} a whole (checked) DN."""
+    return parsed.render(lookup, DN_VALUE, {WHOLE_DN: DN})
+
+
+def render_filter(parsed: Template, lookup: Lookup) -> str:
+    """A filter template filled: every value RFC 4515-escaped ({identity.dn} too)."""
+    return parsed.render(lookup, FILTER)
 
 
 # -- the connection keys -------------------------------------------------------------

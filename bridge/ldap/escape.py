@@ -1,7 +1,8 @@
 """Putting what a phone typed into a DN or a filter without changing its meaning.
 
-Both escapers escape more than the RFCs require, never less: any octet may be
-written as a backslash and two hex digits. The DN form is the one slapd
+Templates are filled by bridge.placeholders, whose DN_VALUE, DN and FILTER
+destinations use these. Both escapers escape more than the RFCs require,
+never less: any octet may be written as a backslash and two hex digits. The DN form is the one slapd
 prints (`\\2C`), so a DN built here compares equal to one it returns. Leading
 and trailing spaces are escaped in filters too: ldap3's filter parser strips
 them otherwise, and both clients must send the same bytes.
@@ -10,11 +11,9 @@ them otherwise, and both clients must send the same bytes.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
 
 _FILTER_SPECIAL = frozenset("\\*()\x00")
 _DN_SPECIAL = frozenset('"+,;<>\\=\x00')
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_]+)\}")
 _AD_DATA = re.compile(r"\bdata ([0-9a-fA-F]+)")
 
 
@@ -42,28 +41,6 @@ def escape_dn_value(value: str) -> str:
         _hex(ch) if ch in _DN_SPECIAL or _control(ch)
         or (i == 0 and ch in "# ") or (i == last and ch == " ") else ch
         for i, ch in enumerate(value))
-
-
-def fill(template: str, escape: Callable[[str], str] | Mapping[str, Callable[[str], str]],
-         **values: str) -> str:
-    """Replace `{name}` placeholders with escaped values, in one pass; other text stays literal.
-
-    Not str.format: filters and DNs are full of backslashes, and a template
-    must not be able to reach attributes of the values. `escape` may differ
-    per placeholder (a mapping), e.g. a DN taken as it is next to an escaped name.
-    """
-    def replace(m: re.Match[str]) -> str:
-        name = m.group(1)
-        if name not in values:
-            return m.group(0)
-        how = escape if callable(escape) else escape[name]
-        return how(values[name])
-
-    return _PLACEHOLDER.sub(replace, template)
-
-
-def placeholders(template: str) -> set[str]:
-    return set(_PLACEHOLDER.findall(template))
 
 
 def ad_data_code(message: str) -> str | None:

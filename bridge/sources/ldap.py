@@ -14,19 +14,26 @@ keys as `[auth]`, its own pool) for accounts the identity cannot carry:
 several entries, or one account per value of a multi-valued attribute. With
 `from = "identity"` those keys are errors: they would be silently unused.
 
-    base = "{dn}"                          # or "ou=phones,dc=example,dc=org"
+    base = "{identity.dn}"                 # or "ou=phones,dc=example,dc=org"; "{dn}" too
     scope = "base"                         # "base", "one" or "sub"
-    filter = "(objectClass=*)"             # {dn} and {username}, escaped for filters
+    filter = "(objectClass=*)"             # e.g. "(owner={identity.dn})", filter-escaped
     per_value = "extension"                # one account per value of this field
     [source.fields]
     extension = "telephoneNumber"          # field = attribute (first value unless per_value)
 
-`{dn}` is the identity's `dn` attribute, put into `base` as it is and into
-filters escaped; `{username}` is the identity's canonical name, DN-escaped in
-`base`. The LDAP authenticator always sets `dn` (the entry read, the DN bound,
-or for an AD login by UPN alone the entry found as that user; see
-bridge.auth.ldap); after another authenticator, `{dn}` needs a `dn` attribute
-from it, or use `{username}`. Accounts come in the server's order, and
+Placeholders (bridge.placeholders; `{{`/`}}` are literal braces) in `base`
+and `filter`: `{identity.dn}` (alias `{dn}`) is the identity's `dn`
+attribute, the DN the login bound or read: in `base` a whole DN, placed as
+it is once checked to be one, in a filter an escaped value.
+`{identity.username}` (alias `{username}`: here the CANONICAL name, unlike
+[auth], where `{username}` is what was typed) and `{identity.<attribute>}`
+are what the authenticator returned, and `{login.username}` is what the phone
+typed; each is RFC 4514-escaped in `base` and RFC 4515-escaped in filters. A
+value that cannot be placed (a NUL into a DN, a `dn` that is not a DN) is a
+500 naming the field, never "no account". The LDAP authenticator always sets
+`dn` (the entry read, the DN bound, or for an AD login by UPN alone the entry
+found as that user; see bridge.auth.ldap); after another authenticator,
+`{dn}` needs a `dn` attribute from it, or use `{username}`. Accounts come in the server's order, and
 per_value accounts in the order of the values.
 """
 
@@ -42,22 +49,29 @@ from bridge.config import problem
 from bridge.errors import BridgeError, InternalError
 from bridge.ldap.client import Entry, LdapClient, LdapError, Scope
 from bridge.ldap.config import (
+    SOURCE_ALIASES,
+    WHOLE_DN,
     Binary,
     DirectoryConfig,
     NonEmpty,
     ScopeName,
     attribute_map,
     probe,
+    render_dn,
+    render_filter,
     template,
     text_value,
 )
 from bridge.ldap.errors import translate
-from bridge.ldap.escape import escape_dn_value, escape_filter_value, fill
 from bridge.models import Account, Credentials, Identity, Scalar
+from bridge.placeholders import MissingField, Template, Values
 from bridge.sources import AccountSource
 
-BaseTemplate = Annotated[str, PlainValidator(template("dn", ("dn", "username")))]
-FilterTemplate = Annotated[str, PlainValidator(template("filter", ("dn", "username")))]
+_ALLOW = ("identity", "login.username")
+_base = template("dn", _ALLOW, SOURCE_ALIASES)
+_filter = template("filter", _ALLOW, SOURCE_ALIASES)
+BaseTemplate = Annotated[Template, PlainValidator(_base)]
+FilterTemplate = Annotated[Template, PlainValidator(_filter)]
 Fields = Annotated[dict[str, str], PlainValidator(attribute_map(
     {"dn": "'dn' is always the entry's DN"}))]
 # Keys of the search itself; with the connection keys, only read with from = "directory".
@@ -71,9 +85,9 @@ class LdapSourceConfig(DirectoryConfig):
     origin: Literal["identity", "directory"] = Field("identity", alias="from")
     require: list[str] = Field(default_factory=list)
     """Accounts without these fields are dropped."""
-    base: BaseTemplate = "{dn}"
+    base: BaseTemplate = _base("{dn}")
     scope: ScopeName = Scope.BASE
-    filter: FilterTemplate = "(objectClass=*)"
+    filter: FilterTemplate = _filter("(objectClass=*)")
     fields: Fields = Field(default_factory=dict)
     per_value: NonEmpty | None = None
     """One account per value of this field (a multi-valued attribute)."""
@@ -141,23 +155,28 @@ class LdapSource(AccountSource):
             found = [dict(identity.attributes)]
         else:
             try:
-                found = await self._search(identity)
+                found = await self._search(identity, credentials)
             except BridgeError:
                 raise
             except LdapError as exc:
                 raise translate(exc) from exc
         return [Account(f) for f in found if all(name in f for name in self.require)]
 
-    async def _search(self, identity: Identity) -> list[dict[str, Scalar]]:
+    async def _search(self, identity: Identity,
+                      credentials: Credentials) -> list[dict[str, Scalar]]:
         assert self.client is not None
-        dn = identity.attributes.get("dn")
-        if dn is None and "{dn}" in self.base + self.filter:
-            raise InternalError(f"LDAP source: identity {identity.username!r} has no 'dn' "
-                                "(the LDAP authenticator sets it unless the log says why "
-                                "not; after another authenticator use {username}, not {dn})")
-        base = fill(self.base, {"dn": str, "username": escape_dn_value}, dn=str(dn),
-                    username=identity.username)
-        flt = fill(self.filter, escape_filter_value, dn=str(dn), username=identity.username)
+        lookup = Values(credentials, identity).lookup
+        try:
+            base = render_dn(self.base, lookup)
+            flt = render_filter(self.filter, lookup)
+        except MissingField as exc:
+            if str(exc) == str(WHOLE_DN):
+                raise InternalError(f"LDAP source: identity {identity.username!r} has no 'dn' "
+                                    "(the LDAP authenticator sets it unless the log says why "
+                                    "not; after another authenticator use {username}, not "
+                                    "{dn})") from None
+            raise InternalError(f"LDAP source: {exc} has no value for user "
+                                f"{identity.username!r}") from None
         entries = await self.client.search(base, self.scope, flt, sorted(set(self.fields.values())),
                                            size_limit=self.max_accounts)
         accounts: list[dict[str, Scalar]] = []

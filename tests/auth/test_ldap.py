@@ -35,18 +35,25 @@ from bridge.ldap.client import (
     ServerSettings,
     TlsMode,
 )
-from bridge.ldap.config import DEFAULT_CLIENT, text_value
+from bridge.ldap.config import (
+    AUTH_ALIASES,
+    DEFAULT_CLIENT,
+    render_dn,
+    render_filter,
+    template,
+    text_value,
+)
 from bridge.ldap.errors import translate
 from bridge.ldap.escape import (
     ad_data_code,
     dn_key,
     escape_dn_value,
     escape_filter_value,
-    fill,
     parse_dn,
     rdn_value,
 )
 from bridge.models import Credentials, Identity
+from bridge.placeholders import UnsafeValue, Values
 from tests.conftest import unavailable
 from tests.ldap import slapd as slapd_mod
 from tests.ldap.slapd import (
@@ -72,6 +79,13 @@ ALICE = USERS["alice"]
 HOSTILE = ["*", ")(uid=*", "*)(uid=*))(|(uid=*", "\\", "\\2a", "\x00", "alice\x00", ",", "+",
            "=", "#", "alice,ou=people", "uid=alice", "alice)", "(alice", "al*ce", "*alice*",
            "alice)(objectClass=*", "ünï€ode*"]
+
+
+def fill(kind: str, text: str, typed: str) -> str:
+    """An [auth] template (its `{username}` is what was typed) filled as the authenticator does."""
+    parsed = template(kind, ("login.username",), AUTH_ALIASES)(text)  # type: ignore[arg-type]
+    lookup = Values(Credentials(typed, "")).lookup
+    return render_dn(parsed, lookup) if kind == "dn" else render_filter(parsed, lookup)
 
 
 @pytest.fixture(params=CLIENTS)
@@ -295,18 +309,19 @@ def test_default_client_is_asyncio() -> None:
 ])
 def test_filter_values_are_escaped(typed: str, value: str) -> None:
     assert escape_filter_value(typed) == value
-    assert fill("(&(objectClass=person)(uid={username}))", escape_filter_value,
-                username=typed) == f"(&(objectClass=person)(uid={value}))"
+    assert fill("filter", "(&(objectClass=person)(uid={username}))",
+                typed) == f"(&(objectClass=person)(uid={value}))"
 
 
 @pytest.mark.parametrize(("typed", "value"), [
     (",", "\\2C"), ("+", "\\2B"), ("=", "\\3D"), ("#ops", "\\23ops"), ("a#", "a#"),
     (" alice", "\\20alice"), ("alice ", "alice\\20"), ("a b", "a b"), ("\\", "\\5C"),
-    ("\x00", "\\00"), ('"<>;', "\\22\\3C\\3E\\3B"), ("zoë", "zoë"), ("*", "*"),
+    ('"<>;', "\\22\\3C\\3E\\3B"), ("zoë", "zoë"), ("*", "*"),
     ("alice,ou=admins", "alice\\2Cou\\3Dadmins"),
 ])
 def test_dn_values_are_escaped_and_never_change_the_dn(typed: str, value: str) -> None:
-    dn = fill("uid={username},ou=people,dc=example,dc=org", escape_dn_value, username=typed)
+    assert escape_dn_value(typed) == value
+    dn = fill("dn", "uid={login.username},ou=people,dc=example,dc=org", typed)
     assert dn == f"uid={value},ou=people,dc=example,dc=org"
     rdns = parse_dn(dn)
     assert len(rdns) == 4 and rdns[0] == [("uid", typed)]
@@ -316,8 +331,7 @@ def test_dn_values_are_escaped_and_never_change_the_dn(typed: str, value: str) -
 def test_the_escaped_dn_is_the_one_slapd_prints() -> None:
     for user in USERS.values():
         if not user.rdn:
-            assert fill("uid={username}," + PEOPLE_DN, escape_dn_value,
-                        username=user.uid) == user.dn
+            assert fill("dn", "uid={username}," + PEOPLE_DN, user.uid) == user.dn
 
 
 def test_dn_comparison_and_names() -> None:
@@ -404,7 +418,7 @@ async def test_special_names_log_in(slapd: Slapd, client: str, mode: str, uid: s
 async def test_hostile_names_never_widen_a_search(slapd: Slapd, client: str) -> None:
     async with running(table(slapd, client)) as auth:
         for typed in HOSTILE:
-            flt = fill(SEARCH["filter"], escape_filter_value, username=typed)
+            flt = fill("filter", SEARCH["filter"], typed)
             # what the directory answers to the filter actually built: nobody
             found = await auth.client.search(PEOPLE_DN, Scope.SUBTREE, flt, ["uid"])
             assert found == [], (typed, flt)
@@ -413,11 +427,15 @@ async def test_hostile_names_never_widen_a_search(slapd: Slapd, client: str) -> 
 
 
 async def test_hostile_names_never_change_a_dn(slapd: Slapd, client: str) -> None:
-    template = "uid={username}," + PEOPLE_DN
-    async with running(table(slapd, client, user_dn=template, user_search=None)) as auth:
+    dn_template = "uid={username}," + PEOPLE_DN
+    async with running(table(slapd, client, user_dn=dn_template, user_search=None)) as auth:
         for typed in HOSTILE:
-            dn = fill(template, escape_dn_value, username=typed)
-            assert parse_dn(dn)[0] == [("uid", typed)] and len(parse_dn(dn)) == 4, dn
+            if "\x00" in typed:  # refused before any bind: see test_a_nul_never_reaches_a_dn
+                with pytest.raises(UnsafeValue):
+                    fill("dn", dn_template, typed)
+            else:
+                dn = fill("dn", dn_template, typed)
+                assert parse_dn(dn)[0] == [("uid", typed)] and len(parse_dn(dn)) == 4, dn
             for password in (ALICE.password, "*"):
                 assert await login(auth, typed, password) is None, typed
 
@@ -427,8 +445,7 @@ async def test_edge_spaces_follow_the_directory_matching_rules(slapd: Slapd,
     """' alice' is sent as \\20alice (ldap3 would strip it); slapd ignores edge spaces."""
     async with running(table(slapd, client)) as auth:
         found = await auth.client.search(
-            PEOPLE_DN, Scope.SUBTREE, fill(SEARCH["filter"], escape_filter_value,
-                                           username=" alice "), ["uid"])
+            PEOPLE_DN, Scope.SUBTREE, fill("filter", SEARCH["filter"], " alice "), ["uid"])
         assert [e.dn for e in found] == [ALICE.dn]
         identity = await login(auth, " alice ", ALICE.password)
         assert identity is not None and identity.username == "alice"  # canonical
@@ -674,6 +691,23 @@ async def test_connections_are_reused(monitored_slapd: Slapd, client: str) -> No
         assert bind_count(monitor) - before == 20  # 10 user binds + 10 anonymous resets
     monitor.unbind()
 
+
+
+async def test_a_nul_never_reaches_a_dn(monitored_slapd: Slapd, client: str) -> None:
+    """A typed name with a NUL cannot be placed in a DN: invalid credentials, without a bind
+    (no 5xx: it is what the phone sent, not what a backend returned)."""
+    monitor = monitored_slapd.monitor()
+    dn_template = "uid={username}," + PEOPLE_DN
+    async with running(table(monitored_slapd, client, user_dn=dn_template,
+                             user_search=None)) as auth:
+        assert await login(auth, "alice", ALICE.password) is not None  # connected, warm
+        await asyncio.sleep(0.3)
+        before = bind_count(monitor)
+        for typed in ("alice\x00", "\x00"):
+            assert await login(auth, typed, ALICE.password) is None
+        await asyncio.sleep(0.3)
+        assert bind_count(monitor) == before
+    monitor.unbind()
 
 
 async def test_rejected_service_account_binds_once_per_down_for(
