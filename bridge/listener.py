@@ -10,8 +10,10 @@ callbacks, the same response writer) and adds, per connection:
 - a deadline for each request head (from the connection's start, or from the
   first byte of the next request) and uvicorn's idle timeout between requests:
   a connection is always either serving a request or counting down;
-- bounds on the request target, the header count and the head's size, checked
-  as the bytes arrive, so a flood is refused after one read, not buffered;
+- bounds on the request target, the header count and the head's size: an
+  incomplete head is measured after every read, so a flood is refused after
+  one read (uvloop reads at most 256 KiB), never buffered; a complete one once,
+  and only when its reads were larger than the bound (the fast path skips it);
 - HTTP/1.0 and 1.1 only, no upgrade (WebSocket, h2c), no CONNECT;
 - caps on connections per client address and in total, and on requests in flight.
 
@@ -19,7 +21,8 @@ Whatever is refused gets the gateway's XML error document with its 4xx/5xx
 status and `Connection: close`, or, when no request ever completed (a
 timeout), the connection is simply closed. Refusals are logged at debug level
 with the client address and a fixed reason, never the request target.
-TLS handshakes get the header timeout too (uvloop's default is 60 s).
+When the gateway serves HTTPS itself, TLS handshakes get the header timeout
+too (uvloop's default is 60 s).
 """
 
 from __future__ import annotations
