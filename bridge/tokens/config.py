@@ -201,10 +201,13 @@ def pipeline_problems(profile: str, where: str,
         whose = f"profile {profile!r}" + (f", tenant {pipeline.name.rpartition('/')[2]!r}"
                                           if "/" in pipeline.name else "")
         needs: list[str] = []
-        if isinstance(source, dict) and _mentions(source, "{login.password}"):
+        source = source if isinstance(source, dict) else {}
+        if _mentions(source, _PASSWORD):
             needs.append("its [source] uses {login.password}")
-        if (isinstance(source, dict) and source.get("type") == "ldap"
-                and source.get("from", "identity") == "identity"):
+        if _mentions(source, _ATTRIBUTE) or (source.get("type") == "ldap"
+                                             and _mentions(source, _DN)):
+            needs.append("its [source] uses the authenticator's attributes")
+        if source.get("type") == "ldap" and source.get("from", "identity") == "identity":
             needs.append("its [source] (type = \"ldap\", from = \"identity\") reads the "
                          "accounts from the authenticator's attributes")
         for option, f in _fields(pipeline.mapping.account, "mapping.account"):
@@ -229,13 +232,19 @@ def pipeline_problems(profile: str, where: str,
     return problems
 
 
-def _mentions(value: Any, text: str) -> bool:
+_PASSWORD = re.compile(r"(?<!\{)\{login\.password\}")
+_ATTRIBUTE = re.compile(r"(?<!\{)\{identity\.(?!username\})[^{}]+\}")
+_DN = re.compile(r"(?<!\{)\{dn\}")  # the LDAP source's alias of {identity.dn}
+
+
+def _mentions(value: Any, pattern: re.Pattern[str]) -> bool:
+    """Whether any string in a raw table holds the placeholder (literal `{{` aside)."""
     if isinstance(value, str):
-        return text in value.replace(" ", "")
+        return pattern.search(value) is not None
     if isinstance(value, dict):
-        return any(_mentions(v, text) for v in value.values())
+        return any(_mentions(v, pattern) for v in value.values())
     if isinstance(value, list):
-        return any(_mentions(v, text) for v in value)
+        return any(_mentions(v, pattern) for v in value)
     return False
 
 
