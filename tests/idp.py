@@ -58,6 +58,7 @@ USERS: dict[str, dict[str, Any]] = {
     "alice": {"name": "Alice Liddell", "groups": ["voip", "staff"],
               "realm_access": {"roles": ["phone-users"]}, "ext": "1001"},
     "émile": {"name": NAME, "groups": ["voip", "<admins> & co"], "ext": "1002"},
+    "big": {"name": "B" * 2000, "groups": ["voip"], "ext": "1003"},  # answers over 1 KiB
 }
 TWEAKS = ("expired", "future", "wrong-iss", "wrong-aud", "alg-none", "bad-sig",
           "unknown-kid", "no-username")
@@ -162,6 +163,7 @@ class IdPState:
     max_age: int = 3600
     seen: list[tuple[str, Headers, dict[str, str]]] = field(default_factory=list)
     fetches: dict[str, int] = field(default_factory=lambda: {"discovery": 0, "jwks": 0})
+    paths: list[str] = field(default_factory=list)  # every request, misbehaving or not
 
     def __post_init__(self) -> None:
         self.published = [self.signing]
@@ -381,6 +383,8 @@ def idp_app(state: IdPState) -> Starlette:
     ])
 
     async def misbehaving(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            state.paths.append(scope["path"])
         if scope["type"] == "http" and state.behaviour != "ok":
             if state.behaviour == "slow":
                 await asyncio.sleep(2)

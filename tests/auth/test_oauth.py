@@ -415,6 +415,28 @@ async def test_provider_misbehaving_is_a_503(idp: IdPState, behaviour: str,
         await auth.close()
 
 
+async def test_requests_waiting_for_a_failing_fetch_share_its_failure(idp: IdPState) -> None:
+    idp.behaviour = "slow"
+    idp.paths.clear()
+    auth = oauth(idp.issuer)
+    await auth.start()
+    try:
+        results = await asyncio.gather(*(auth.authenticate(Credentials("alice", PASSWORD))
+                                         for _ in range(6)), return_exceptions=True)
+    finally:
+        await auth.close()
+    assert all(isinstance(r, UpstreamTimeout) for r in results), results
+    assert idp.paths == ["/.well-known/openid-configuration"]  # one fetch for all six
+
+
+async def test_an_oversized_answer_is_a_503_for_this_request(idp: IdPState) -> None:
+    auth = oauth(idp.issuer, "max_bytes = 1024")  # big's ID token alone is over 2 KiB
+    assert await login(auth, "alice") is not None
+    with pytest.raises(UpstreamUnavailable, match="max_bytes") as info:
+        await login(auth, "big")
+    assert is_answered(info.value)
+
+
 async def test_garbage_below_http_opens_the_breaker() -> None:
     with RawServer(misbehave) as raw:
         auth = make_authenticator(f"""
