@@ -3,14 +3,20 @@
     [source]
     type = "sqlite"
     path = "accounts.sqlite"
-    query = "SELECT sip_user, sip_password, domain FROM accounts WHERE login = :username"
+    query = "SELECT sip_user, sip_password, domain FROM accounts WHERE login = {identity.username}"
 
-The query gets `:username` (the identity's canonical name) and `:login` (the
-name the phone sent) as bound parameters, never by string formatting. Each row
-is one account; its column names are the `{account.*}` fields. The database is
-opened read-only: the gateway never writes to a provider's data. The query is
-prepared against the database when the gateway starts (and by `check-config
---connect`), so a typo stops the start instead of failing every request.
+Every value is a bound parameter, never formatted into the SQL: the
+placeholders of bridge.placeholders (`{identity.username}` the canonical name,
+`{identity.<attribute>}`, `{login.username}` the name the phone sent; not
+inside quotes) become `:p0`, `:p1`, ...; the older spellings stay, as
+aliases: `:username` is `{identity.username}` and `:login` is
+`{login.username}`. `{login.password}` is not available: an account database
+has no use for it. A value that cannot be bound (a NUL) is a 500 naming the
+field. Each row is one account; its column names are the `{account.*}`
+fields. The database is opened read-only: the gateway never writes to a
+provider's data. The query is prepared against the database when the gateway
+starts (and by `check-config --connect`), so a typo stops the start instead
+of failing every request.
 """
 
 from __future__ import annotations
@@ -19,13 +25,21 @@ import asyncio
 import contextlib
 import sqlite3
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import PlainValidator
 
-from bridge.config import FilePath, Model
+from bridge import placeholders
+from bridge.config import FilePath, Model, describe, problem
 from bridge.errors import InternalError, UpstreamUnavailable
 from bridge.models import Account, Credentials, Identity, Scalar
+from bridge.placeholders import SQL, MissingField, Values
 from bridge.sources import AccountSource
+
+ALIASES = {"username": placeholders.Field("identity", "username"),
+           "login": placeholders.Field("login", "username")}
+"""sqlite3's own `:name` parameters the query has always had, and the field each one is."""
+_ALLOW = ("identity", "login.username")
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -35,9 +49,25 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _query(value: Any) -> SQL:
+    if not isinstance(value, str):
+        raise problem(f"expected a string, received {describe(value)}")
+    if not value.strip():
+        raise problem("must not be empty")
+    try:
+        query = placeholders.to_sql(placeholders.parse(value, _ALLOW))
+    except placeholders.TemplateError as exc:
+        raise problem(str(exc)) from None
+    return SQL(query.text, {**ALIASES, **query.params})
+
+
+Query = Annotated[SQL, PlainValidator(_query)]
+"""The query with its placeholders as bound parameters (`:p0`, ...; `:username`, `:login`)."""
+
+
 class SQLiteConfig(Model):
     path: FilePath
-    query: str = Field(min_length=1)
+    query: Query
 
 
 class SQLiteSource(AccountSource):
@@ -61,10 +91,15 @@ class SQLiteSource(AccountSource):
 
     def _explain(self) -> None:
         with contextlib.closing(_connect(self.path)) as conn:
-            conn.execute(f"EXPLAIN {self.query}", {"username": "", "login": ""})
+            conn.execute(f"EXPLAIN {self.query.text}",
+                         dict.fromkeys(self.query.params, ""))
 
     async def accounts(self, identity: Identity, credentials: Credentials) -> list[Account]:
-        params = {"username": identity.username, "login": credentials.username}
+        try:  # an UnsafeValue (a NUL, text that is not Unicode) goes up as it is: a 500
+            params = self.query.bind(Values(credentials, identity).lookup)
+        except MissingField as exc:
+            raise InternalError(f"sqlite {self.path.name}: placeholder {exc} has no value for "
+                                f"user {identity.username!r}") from None
         try:
             rows = await asyncio.to_thread(self._fetch, params)
         except sqlite3.OperationalError as exc:
@@ -73,10 +108,10 @@ class SQLiteSource(AccountSource):
             raise InternalError(f"sqlite {self.path.name}: {exc}") from exc
         return [Account(_fields(row)) for row in rows]
 
-    def _fetch(self, params: dict[str, str]) -> list[sqlite3.Row]:
+    def _fetch(self, params: dict[str, Scalar]) -> list[sqlite3.Row]:
         conn = _connect(self.path)
         try:
-            return conn.execute(self.query, params).fetchall()
+            return conn.execute(self.query.text, params).fetchall()
         finally:
             conn.close()
 
