@@ -13,7 +13,9 @@ Placeholders are the gateway's one syntax (bridge.placeholders):
 `{identity.username}` (the name the authenticator returned), `{identity.ATTR}`
 (any identity attribute) and `{login.username}` (the name the phone sent). Each
 is a bound parameter with the value's own type, sent apart from the statement,
-never pasted into the SQL. Each row is one account; its column names are
+never pasted into the SQL. The database's own comparison rules still apply (a
+case-insensitive collation finds "ALICE"; MariaDB's PAD SPACE collations ignore
+trailing spaces), as they would for any client. Each row is one account; its column names are
 the `{account.*}` fields; a NULL is a missing field (the mapping's default
 applies). No row: no account (404).
 
