@@ -36,7 +36,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from bridge.app import create_app
-    from bridge.listener import uvicorn_options
+    from bridge.listener import raise_file_limit, uvicorn_options
     from bridge.logs import logging_config
 
     try:
@@ -49,6 +49,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # every log line is scrubbed of these parameters' values, whatever logged it
     credential_params = sorted({profile.query.password for profile in settings.profiles})
     log_config = logging_config(server.log_level, credential_params)
+    if warning := raise_file_limit(server.listener):
+        print(warning, file=sys.stderr)
     workers = args.workers or server.workers
     if workers > 1 and settings.state.backend == "memory":
         print(f"WARNING: {workers} workers with [state] backend = \"memory\": each worker "

@@ -102,6 +102,27 @@ def uvicorn_options(
     return options
 
 
+FILE_HEADROOM = 256  # descriptors beyond the client connections: backends, logs, the listener
+
+
+def raise_file_limit(settings: ListenerSettings) -> str | None:
+    """Let a worker hold `max_connections` clients: the soft limit is often 1024.
+
+    Workers inherit the limit; a warning (for the operator) when the hard limit is lower.
+    """
+    import resource
+
+    needed = settings.max_connections + FILE_HEADROOM
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        soft = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        return (f"WARNING: open files are limited to {soft}; max_connections = "
+                f"{settings.max_connections} needs about {needed} (raise LimitNOFILE)")
+    return None
+
+
 # -- the refusals: our error document, rendered once ---------------------------------------
 
 _KEYS = {400: "bad_request", 405: "method_not_allowed", 414: "bad_request", 431: "bad_request",

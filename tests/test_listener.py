@@ -380,3 +380,20 @@ def test_the_options_reach_worker_processes():
         assert loop.handshake_timeout == 10.0
     finally:
         loop.close()
+
+
+def test_the_open_file_limit_is_raised_for_max_connections():
+    import resource
+
+    from bridge.listener import FILE_HEADROOM, ListenerSettings, raise_file_limit
+
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (512, before[1]))
+        assert raise_file_limit(ListenerSettings(max_connections=1000)) is None
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 1000 + FILE_HEADROOM
+        if before[1] != resource.RLIM_INFINITY:  # a hard limit too low: said, not hidden
+            warning = raise_file_limit(ListenerSettings(max_connections=before[1] + 1))
+            assert warning is not None and "LimitNOFILE" in warning
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, before)
