@@ -163,6 +163,7 @@ def token_problems(tokens: TokenSettings | None, state_secret: str, server: Serv
         problems.append("Config value 'tokens.secret': is required, or [state] secret (the "
                         "key of the stored token hashes: the gateway and `zoiper-bridge "
                         "token` must use the same one)")
+    # Route patterns: a profile's path; `T{token}` for a token endpoint T; A and A/{fp}.
     taken: dict[str, str] = {path: f"profile {p.name!r}" for p in profiles for path in p.paths}
     if server.metrics_path:
         taken[server.metrics_path] = "[server] metrics_path"
@@ -171,8 +172,7 @@ def token_problems(tokens: TokenSettings | None, state_secret: str, server: Serv
             continue
         where = "tokens.path" if p.name == "default" else f"profiles.{p.name}.tokens.path"
         clash = next((who for path, who in taken.items()
-                      if path.startswith(p.token_path) or p.token_path.startswith(path + "/")),
-                     None)
+                      if path == p.token_path or _under(path, p.token_path)), None)
         if clash is not None:
             problems.append(f"Config value '{where}': {p.token_path!r} overlaps the path of "
                             f"{clash}")
@@ -180,12 +180,18 @@ def token_problems(tokens: TokenSettings | None, state_secret: str, server: Serv
     if tokens.admin.enabled:
         admin = tokens.admin.path
         clash = next((who for path, who in taken.items()
-                      if path == admin or path.startswith(admin + "/")
-                      or admin.startswith(path.rstrip("/") + "/")), None)
+                      if path in (admin, admin + "/") or _under(path, admin + "/")
+                      or (path.endswith("/") and _under(admin, path))), None)
         if clash is not None:
             problems.append(f"Config value 'tokens.admin.path': {admin!r} overlaps the path "
                             f"of {clash}")
     return problems
+
+
+def _under(path: str, prefix: str) -> bool:
+    """Whether `prefix{param}` matches `path` (a parameter holds no '/')."""
+    rest = path[len(prefix):]
+    return path.startswith(prefix) and bool(rest) and "/" not in rest
 
 
 def pipeline_problems(profile: str, where: str,

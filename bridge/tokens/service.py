@@ -252,6 +252,8 @@ class TokenDesk:
         await self.limit.admit(client)
 
     async def redeem(self, token: str, client: str | None) -> Grant | None:
+        logger.debug("token %s asked for at profile %r from %s", self.fingerprint(token),
+                     self.profile, client)
         ticket = await self.service.redeem(token, self.profile)
         pipeline = self.pipelines.get(ticket.pipeline) if ticket else None
         if ticket is None or pipeline is None:
