@@ -52,6 +52,7 @@ from tests.upstreams import form_of
 
 CLIENT = ("zoiper-bridge", "cl1ent-s3cret-8f2e")          # client_secret_basic
 POST_CLIENT = ("bridge-post", "p0st-s3cret-71aa")          # client_secret_post
+PUBLIC_CLIENT = "phone-public"                             # no secret ("none")
 PASSWORD = "Wonder-Land-7"
 NAME = "Émile <Zola> & \"Fils\" 'ü' ☎"                       # XML specials, non-ASCII
 USERS: dict[str, dict[str, Any]] = {
@@ -130,7 +131,8 @@ class Token(TokenMixin):
 
 
 CLIENTS = {c[0]: Client(c[0], c[1], m) for c, m in ((CLIENT, "client_secret_basic"),
-                                                    (POST_CLIENT, "client_secret_post"))}
+                                                    (POST_CLIENT, "client_secret_post"),
+                                                    ((PUBLIC_CLIENT, ""), "none"))}
 
 
 @functools.lru_cache(maxsize=64)
@@ -231,7 +233,7 @@ class FormRequest(OAuth2Request):
 
 
 class PasswordGrant(ResourceOwnerPasswordCredentialsGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
     def authenticate_user(self, username: str, password: str) -> str:
         if username in USERS and secrets.compare_digest(password.encode(), PASSWORD.encode()):

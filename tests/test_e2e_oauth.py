@@ -57,6 +57,24 @@ username = "{{identity.ext}}"
 password = "{{account.sip_password}}"
 SIP_domain = "{{account.domain}}"
 
+[tenants.acme]                  # a tenant with a provider (here: a client) of its own
+domains = ["acme.example"]
+[tenants.acme.auth]
+type = "oauth2"
+issuer = "{issuer}"
+client_id = "{post_id}"
+client_secret_env = "E2E_OIDC_POST_SECRET"
+token_auth_method = "client_secret_post"
+groups_claims = ["groups"]
+[tenants.acme.auth.attributes]
+displayName = "name"
+ext = "ext"
+[tenants.acme.source]
+type = "static"
+[[tenants.acme.source.accounts]]
+domain = "acme.example"
+sip_password = "Sip-Acme-Secret"
+
 [profiles.userinfo]
 path = "/userinfo"
 [profiles.userinfo.auth]
@@ -164,6 +182,15 @@ def test_password_grant(gateway: Gateway, path: str) -> None:
                                                                         "1001")
     # Non-ASCII and XML specials, from the claims to the document, intact.
     assert provisioned(provision(gateway, "émile", PASSWORD, path)) == (NAME, "1002")
+
+
+def test_a_tenant_has_its_own_provider(gateway: Gateway, idp: IdPState) -> None:
+    idp.seen.clear()
+    response = provision(gateway, "alice@acme.example", PASSWORD)
+    assert provisioned(response) == ("Alice Liddell", "1001")
+    assert parse_config(response.content)["accounts"][0]["SIP_domain"] == "acme.example"
+    _, _, form = next(s for s in idp.seen if s[0] == "/token")
+    assert form["client_id"] == POST_CLIENT[0] and form["username"] == "alice"
 
 
 def test_introspection(gateway: Gateway, idp: IdPState) -> None:

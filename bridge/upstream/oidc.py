@@ -278,6 +278,8 @@ def decode(token: str, keys: list[Key], alg: str) -> dict[str, Any]:
 def check_claims(claims: dict[str, Any], issuer: str | None, audiences: Collection[str],
                  leeway: int, now: int | None = None) -> None:
     """iss, aud, exp (required), nbf and iat (when present), with `leeway` seconds of skew."""
+    if not audiences:  # joserfc would take an empty list as "any audience"
+        raise InvalidToken("no audience is configured to accept")
     options: dict[str, Any] = {"exp": {"essential": True},
                                "aud": {"essential": True, "values": list(audiences)}}
     if issuer is not None:

@@ -17,7 +17,17 @@ from bridge.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from bridge.models import Credentials
 from bridge.upstream.oidc import lifetime
 from tests.gateway import free_port
-from tests.idp import CLIENT, NAME, PASSWORD, POST_CLIENT, IdPState, idp_app, impostor, new_key
+from tests.idp import (
+    CLIENT,
+    NAME,
+    PASSWORD,
+    POST_CLIENT,
+    PUBLIC_CLIENT,
+    IdPState,
+    idp_app,
+    impostor,
+    new_key,
+)
 from tests.upstreams import RawServer, Server, leaks, make_authenticator, misbehave, problems
 
 SECRETS = (PASSWORD, CLIENT[1], POST_CLIENT[1])
@@ -95,6 +105,19 @@ async def test_client_secret_post_and_token_params(idp: IdPState) -> None:
     assert form["client_id"] == POST_CLIENT[0] and form["client_secret"] == POST_CLIENT[1]
     assert form["scope"] == "openid profile"
     assert form["audience"] == "https://sip.example.com"
+
+
+async def test_a_public_client_sends_only_its_id(idp: IdPState) -> None:
+    auth = make_authenticator(f"""
+type = "oauth2"
+issuer = "{idp.issuer}"
+client_id = "{PUBLIC_CLIENT}"
+token_auth_method = "none"
+""")
+    assert (await login(auth, "alice")).username == "alice"
+    _, headers, form = next(s for s in idp.seen if s[0] == "/token")
+    assert "authorization" not in headers and "client_secret" not in form
+    assert form["client_id"] == PUBLIC_CLIENT
 
 
 async def test_non_ascii_and_xml_specials_reach_the_identity_intact(idp: IdPState) -> None:
