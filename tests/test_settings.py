@@ -20,6 +20,10 @@ SHIPPED = sorted(p for p in (ROOT / "deploy" / "examples").glob("*.toml")
 EXAMPLE_ENV = {"LDAP_BIND_PASSWORD": "x", "WHMCS_API_KEY": "x", "ACME_BIND_PASSWORD": "x",
                "GLOBEX_BIND_PASSWORD": "x", "BILLING_TOKEN": "x",
                "BILLING_CLIENT_SECRET": "x", "OIDC_CLIENT_SECRET": "x"}
+EXAMPLE_ENV |= {"ASTERISK_DB_URL": "postgresql://gw:x@127.0.0.1/asterisk",  # the SQL presets
+                "FREEPBX_DB_URL": "mysql://gw:x@127.0.0.1/asterisk",
+                "FUSIONPBX_DB_URL": "postgresql://gw:x@127.0.0.1/fusionpbx",
+                "KAMAILIO_DB_URL": "mysql://gw:x@127.0.0.1/kamailio"}
 
 USERS = f'[users.alice]\npassword = "{hash_password("pw", 10)}"\n'
 MAPPING = {"account": {"username": "{login.username}", "password": "{login.password}",

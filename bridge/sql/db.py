@@ -142,21 +142,35 @@ class Database:
 
     async def fetch(self, query: BoundQuery,
                     params: dict[str, Any]) -> tuple[list[str], list[Sequence[Any]]]:
-        """(column names, rows) of one query, or the UpstreamError / InternalError for it."""
+        """(column names, rows) of one query, or the UpstreamError / InternalError for it.
+
+        A pooled connection the server dropped (it restarted) fails on first use; the
+        pool is then emptied and the query, a read, is tried once more on a new one.
+        """
         budget = self.statement_timeout + self.connect_timeout + self.pool_timeout + 0.5
         start = time.monotonic()
         try:
-            async with asyncio.timeout(budget), self.engine.connect() as conn:
-                result = await conn.execute(query.clause, params)
-                columns = [str(key) for key in result.keys()]  # noqa: SIM118 (not a dict)
-                rows: list[Sequence[Any]] = [tuple(row) for row in result.fetchall()]
-                await conn.rollback()
-                return columns, rows
+            async with asyncio.timeout(budget):
+                try:
+                    return await self._fetch(query, params)
+                except exc.DBAPIError as error:
+                    if not error.connection_invalidated:
+                        raise
+                    return await self._fetch(query, params)
         except TimeoutError:
             raise UpstreamTimeout(f"sql {self.name}: no answer within "
                                   f"{time.monotonic() - start:.1f}s") from None
         except Exception as error:  # translated once, here
             raise self.translate(error) from None
+
+    async def _fetch(self, query: BoundQuery,
+                     params: dict[str, Any]) -> tuple[list[str], list[Sequence[Any]]]:
+        async with self.engine.connect() as conn:
+            result = await conn.execute(query.clause, params)
+            columns = [str(key) for key in result.keys()]  # noqa: SIM118 (not a dict)
+            rows: list[Sequence[Any]] = [tuple(row) for row in result.fetchall()]
+            await conn.rollback()
+            return columns, rows
 
     async def columns(self, query: BoundQuery) -> list[str]:
         """The columns `query` returns, without running it for real (LIMIT 0 around it)."""
