@@ -14,7 +14,8 @@ the escaper of the place the value lands:
     PLAIN      the mapping: text as it is (the XML renderer escapes it)
     DN_VALUE   an RFC 4514 attribute value;   DN: a whole DN, checked and placed as it is
     FILTER     an RFC 4515 assertion value
-    PATH       a URL path segment, percent-encoded (the URL template refuses "", "." and "..")
+    PATH       a URL path segment, percent-encoded; "", "." and ".." refused, and "../x"
+               (a server that decodes %2F before resolving dot segments would go up)
     QUERY      a query parameter, percent-encoded;   FORM: an x-www-form-urlencoded value
     HEADER     a header value: CR, LF and the other controls (but TAB) refused
     JSON       a JSON string; `Template.value` keeps a lone field's type (a number stays one)
@@ -207,6 +208,9 @@ def allowed(allow: Collection[str], aliases: Mapping[str, Field] | None = None) 
 def _field(inner: str, allow: Collection[str], aliases: Mapping[str, Field]) -> Field:
     if inner in aliases:
         return aliases[inner]
+    if not allow and not aliases:
+        raise TemplateError(f"{{{inner}}}: placeholders are not allowed here (write {{{{ and "
+                            f"}}}} for literal braces)")
     fm = _FIELD.fullmatch(inner)
     if not fm or fm.group(1) not in SCOPES:
         if not aliases and set(allow) >= set(SCOPES):
@@ -286,12 +290,23 @@ PLAIN = Escaper("the configuration document", _as_is)
 DN_VALUE = Escaper("a DN attribute value", _dn_value)
 DN = Escaper("a DN", _whole_dn)
 FILTER = Escaper("an LDAP filter value", escape_filter_value)
-PATH = Escaper("a URL path segment", lambda text: quote(text, safe=""))
+PATH = Escaper("a URL path segment", lambda text: _path(text))
 QUERY = Escaper("a query parameter", lambda text: quote(text, safe=""))
 FORM = Escaper("a form value", lambda text: quote_plus(text, safe=""))
 HEADER = Escaper("a header value", _header)
 JSON = Escaper("a JSON value", _as_is)
 SQL_PARAMETER = Escaper("an SQL parameter", lambda text: _no_nul(text))
+
+
+_PIECES = re.compile(r"[/\\]")
+
+
+def _path(text: str) -> str:
+    # "/" is sent as %2F, but a proxy or server that decodes it before resolving dot
+    # segments (nginx does, for proxy_pass with a URI) would see "../x" as a way up.
+    if any(piece in (".", "..") for piece in _PIECES.split(text)):
+        raise Refused("a '.' or '..' segment once %2F or %5C is decoded")
+    return quote(text, safe="")
 
 
 def _no_nul(text: str) -> str:

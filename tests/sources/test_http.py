@@ -159,7 +159,7 @@ def test_a_slow_trickle_is_cut_by_the_request_deadline(portal):
 
 
 def test_user_input_never_shapes_path_or_query(portal):
-    src = source(portal, extra="""
+    src = source(portal, "/api/users/{identity.portal_name}/accounts", extra="""
 method = "POST"
 [query]
 login = "{login.username}"
@@ -168,18 +168,24 @@ kind = "sip"
 user = "{identity.username}"
 customer = "{identity.customer_id}"
 """)
-    assert fetch(src, INJECTION, customer_id=7)  # it has an account
+    assert fetch(src, INJECTION, portal_name="alice", customer_id=7)  # it has an account
     [seen] = portal.seen
-    assert seen.raw_path == b"/api/users/a%2F..%2Fb%3Fx%3D1%26y%23z/accounts"
+    assert seen.raw_path == b"/api/users/alice/accounts"
     assert seen.params == {"login": [INJECTION], "kind": ["sip"]}
     assert json.loads(seen.body) == {"user": INJECTION, "customer": 7}
 
 
-@pytest.mark.parametrize("username", ["..", "."])
+def test_a_path_placeholder_is_one_encoded_segment(portal):
+    fetch(source(portal), "a/b?x=1&y#z %\\")
+    [seen] = portal.seen
+    assert seen.raw_path == b"/api/users/a%2Fb%3Fx%3D1%26y%23z%20%25%5C/accounts"
+
+
+@pytest.mark.parametrize("username", ["..", ".", INJECTION, "../x", "a\\..\\b"])
 def test_dot_segments_are_a_backend_fault_not_no_account(portal, username):
     """Data that cannot be placed is a 500 naming the field (not the value), nothing sent."""
     with pytest.raises(UnsafeValue, match=r"\{identity\.username\} cannot be placed in a URL "
-                                          r"path segment") as caught:
+                                          r"path segment \(.*'\.\.' segment") as caught:
         fetch(source(portal), username)
     assert isinstance(caught.value, InternalError)
     assert portal.seen == []
