@@ -34,6 +34,7 @@ take it as a wrong password (a name that cannot be sent cannot be anyone's).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
@@ -120,7 +121,7 @@ class Template:
     """A parsed template: literal text and fields, in order. `text` is what was written."""
 
     parts: tuple[str | Field, ...]
-    text: str = ""
+    text: str = dataclasses.field(default="", compare=False)  # as written, for messages
 
     def __str__(self) -> str:
         return self.text

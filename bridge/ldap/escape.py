@@ -84,7 +84,7 @@ def parse_dn(dn: str) -> list[list[tuple[str, str]]]:
         avas = []
         for ava in _split(rdn, "+"):
             name, _, value = ava.partition("=")
-            avas.append((name.strip(), _unescape_dn_value(value.strip())))
+            avas.append((name.strip(" "), _unescape_dn_value(_trim(value))))
         rdns.append(avas)
     return rdns
 
@@ -111,12 +111,12 @@ def is_dn(text: str) -> bool:
     For a DN placed as it is (a search base of `{identity.dn}`): one that came
     from somewhere other than the directory must not smuggle in extra parts.
     """
-    if not text.strip():
+    if not text.strip(" "):
         return False
     for rdn in _split(text, ","):
         for ava in _split(rdn, "+"):
             name, eq, value = ava.partition("=")
-            if not eq or not _ATTRIBUTE_TYPE.fullmatch(name.strip()) \
+            if not eq or not _ATTRIBUTE_TYPE.fullmatch(name.strip(" ")) \
                     or not _DN_RAW_VALUE.fullmatch(_trim(value)):
                 return False
     return True
