@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from bridge.auth.ldap import LdapAuthenticator
 from bridge.config import Section
 from bridge.errors import InternalError, UpstreamUnavailable
 from bridge.models import Account, Credentials, Identity
+from bridge.placeholders import UnsafeValue
 from bridge.sources import build_source
 from bridge.sources.ldap import LdapSource
 from tests.auth.test_ldap import CLIENTS, make, table
@@ -229,6 +231,56 @@ async def test_identity_without_dn_is_a_configuration_error(slapd: Slapd,
     async with running(source_table(slapd, client)) as source:
         with pytest.raises(InternalError, match="no 'dn'"):
             await source.accounts(Identity("alice"), LOGIN)
+
+
+def test_placeholders_of_base_and_filter() -> None:
+    """{dn}/{username} stay (aliases); {identity.*} and {login.username} are accepted too."""
+    table = {"type": "ldap", "from": "directory", "uri": "ldaps://ldap.example.org",
+             "fields": {"x": "mail"}}
+    for base, flt in (("{dn}", "(uid={username})"), ("{identity.dn}", "(uid={identity.uid})"),
+                      ("ou=phones,{identity.dn}", "(owner={login.username})"),
+                      ("uid={username},ou=people,o=x", "(cn={{braced}})")):
+        assert source_problems({**table, "base": base, "filter": flt}) == [], (base, flt)
+    found = "\n".join(source_problems({**table, "base": "{account.x}",
+                                       "filter": "(uid={login.password})"}))
+    assert "'source.base': {account.x} is not available here (only {identity.*}, " \
+           "{login.username}, {username}, {dn})" in found
+    assert "'source.filter': {login.password} is not available here" in found
+
+
+async def test_the_new_spellings_mean_what_the_aliases_mean(slapd: Slapd, client: str) -> None:
+    identity = Identity("alice", {"dn": ALICE.dn})
+    typed = Credentials("typed-name", "pw")
+    searches = [  # base, filter, credentials: each finds alice's entry, and only it
+        ("{dn}", "(objectClass=*)", LOGIN), ("{identity.dn}", "(objectClass=*)", LOGIN),
+        (PEOPLE_DN, "(uid={username})", typed), (PEOPLE_DN, "(uid={identity.username})", typed),
+        (PEOPLE_DN, "(uid={login.username})", LOGIN),
+        ("uid={identity.username}," + PEOPLE_DN, "(objectClass=*)", typed),
+    ]
+    for base, flt, credentials in searches:
+        async with running(source_table(slapd, client, base=base, filter=flt,
+                                        scope="one" if base == PEOPLE_DN else "base")) as src:
+            assert fields(await src.accounts(identity, credentials)) == [
+                {"dn": ALICE.dn, "name": "Alice Liddell", "extension": "101"}], (base, flt)
+    async with running(source_table(slapd, client, base=PEOPLE_DN, scope="one",
+                                    filter="(uid={login.username})")) as src:
+        assert await src.accounts(identity, typed) == []  # what was typed, not the identity
+
+
+@pytest.mark.parametrize(("attributes", "username", "field"), [
+    ({"dn": "alice"}, "alice", "{identity.dn}"),                     # not a DN: refused
+    ({"dn": "uid=alice\x00,ou=people"}, "alice", "{identity.dn}"),
+    ({"dn": ALICE.dn}, "al\x00ice", "{identity.username}"),           # a NUL into a DN value
+])
+async def test_a_value_that_cannot_be_placed_is_a_500_not_no_account(
+        slapd: Slapd, client: str, attributes: dict[str, str], username: str,
+        field: str) -> None:
+    base = "{dn}" if field == "{identity.dn}" else "uid={username}," + PEOPLE_DN
+    async with running(source_table(slapd, client, base=base)) as source:
+        with pytest.raises(UnsafeValue, match=re.escape(f"the value of {field} cannot be "
+                                                        "placed in a DN")) as caught:
+            await source.accounts(Identity(username, attributes), LOGIN)
+    assert isinstance(caught.value, InternalError) and "alice" not in caught.value.detail
 
 
 async def test_outage_is_upstream_unavailable(private_slapd: Slapd, client: str) -> None:
