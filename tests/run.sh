@@ -7,9 +7,11 @@
 # Steps:
 #   1. Debian packages, only those missing (one "apt-get update" at most):
 #      python3 + python3-venv (only to create .venv), slapd ldap-utils openssl (OpenLDAP
-#      fixture), redis-server, wrk, and the Samba AD packages (tests/ad/install_samba_ad.sh).
+#      fixture), redis-server, wrk, postgresql, mariadb-server, and the Samba AD packages
+#      (tests/ad/install_samba_ad.sh).
 #      Services are not started by the packages (a temporary policy-rc.d when none exists).
-#   2. Redis on 127.0.0.1:6379: started if installed but not answering.
+#   2. Redis on 127.0.0.1:6379, PostgreSQL on :5432 (trust from loopback), MariaDB on :3306
+#      (root without a password from loopback): started if installed but not answering.
 #   3. .venv (created if missing) + pip install -e '.[test]'.
 #   4. ruff check bridge tests bench; python -m pytest "$@".
 # Exit status: non-zero if any step fails, if ruff fails, if pytest fails, or if pytest
@@ -46,6 +48,8 @@ have slapd && have slapadd || missing+=(slapd)
 have ldapsearch || missing+=(ldap-utils)
 have openssl || missing+=(openssl)
 have redis-server || missing+=(redis-server)
+have pg_ctlcluster && have psql || missing+=(postgresql)
+have mariadbd && have mariadb || missing+=(mariadb-server)
 have wrk || missing+=(wrk)
 # the same test as install_samba_ad.sh's "already installed" check
 samba_ok=1
@@ -102,6 +106,48 @@ if have redis-server && ! redis_ping; then
       --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
     for _ in $(seq 1 50); do redis_ping && break; sleep 0.1; done
     redis_ping || { echo "redis did not answer; log tail:" >&2; tail -20 /var/log/redis/ci.log >&2; exit 1; }
+  fi
+fi
+
+# ---- 2b. PostgreSQL and MariaDB (tests/sql) ----------------------------------------------
+# As on the developers' machines: PostgreSQL on 127.0.0.1:5432 with trust authentication for
+# local and loopback connections (user postgres), MariaDB on 127.0.0.1:3306 with a root that
+# needs no password from loopback. The tests make and drop their own databases and roles.
+port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+if have pg_ctlcluster && ! port_open 5432; then
+  if [[ ${SUDO[0]:-} == none ]]; then
+    echo "WARNING: PostgreSQL is not answering on 127.0.0.1:5432 and we cannot start it (not root)" >&2
+  else
+    pg_version=$(ls /etc/postgresql | sort -V | tail -1)
+    hba=/etc/postgresql/$pg_version/main/pg_hba.conf
+    if ! "${SUDO[@]}" grep -q '^# zoiper-bridge tests' "$hba"; then
+      log "PostgreSQL $pg_version: trust authentication for local and loopback connections"
+      printf '# zoiper-bridge tests: trust on this test machine only\nlocal all all trust\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n' \
+        | "${SUDO[@]}" tee "$hba" >/dev/null
+    fi
+    log "starting PostgreSQL $pg_version on 127.0.0.1:5432"
+    "${SUDO[@]}" pg_ctlcluster --skip-systemctl-redirect "$pg_version" main start
+    for _ in $(seq 1 100); do port_open 5432 && break; sleep 0.1; done
+    port_open 5432 || { echo "PostgreSQL did not answer on 127.0.0.1:5432" >&2; exit 1; }
+  fi
+fi
+if have mariadbd && ! port_open 3306; then
+  if [[ ${SUDO[0]:-} == none ]]; then
+    echo "WARNING: MariaDB is not answering on 127.0.0.1:3306 and we cannot start it (not root)" >&2
+  else
+    log "starting MariaDB on 127.0.0.1:3306"
+    "${SUDO[@]}" install -d -o mysql -g mysql /run/mysqld
+    if [[ ! -d /var/lib/mysql/mysql ]]; then
+      "${SUDO[@]}" mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
+    fi
+    "${SUDO[@]}" start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd \
+      -- --user=mysql --bind-address=127.0.0.1 --port=3306
+    for _ in $(seq 1 150); do port_open 3306 && break; sleep 0.1; done
+    port_open 3306 || { echo "MariaDB did not answer on 127.0.0.1:3306" >&2; exit 1; }
+    # Debian's root logs in by unix socket only; the tests connect over TCP as root.
+    if ! mariadb -h 127.0.0.1 -u root -e 'SELECT 1' >/dev/null 2>&1; then
+      "${SUDO[@]}" mariadb -u root -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD(''); CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY ''; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;"
+    fi
   fi
 fi
 
