@@ -23,11 +23,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, PlainValidator, model_validator
 
 from bridge.config import Model, NewPath, Secret, describe, problem
 from bridge.mapping import SectionMapping, Value
+from bridge.net import is_loopback
 from bridge.placeholders import Field as Placeholder
 from bridge.placeholders import Template
 
@@ -122,6 +124,7 @@ class TokenSettings(Model):
     url: Secret = ""  # postgresql://user:pw@host/db, or redis:// (default: [state] redis_url)
     table: str = Field("zoiper_bridge_tokens", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
     prefix: str = "zoiper-bridge:tokens:"  # Redis key prefix
+    allow_cleartext: bool = False  # redis:// to another host
     secret: Secret = ""  # the key of the stored hashes (default: [state] secret)
     ttl: Duration = 86400.0
     max_ttl: Duration = 30 * 86400.0
@@ -142,6 +145,11 @@ class TokenSettings(Model):
         elif self.backend == "redis":
             if self.url and not self.url.startswith(("redis://", "rediss://", "unix://")):
                 raise problem("expected a redis://, rediss:// or unix:// URL", "url")
+            host = urlsplit(self.url).hostname or ""
+            if self.url.startswith("redis://") and not is_loopback(host) \
+                    and not self.allow_cleartext:
+                raise problem(f"redis:// to {host} is clear text; use rediss://, or set "
+                              "allow_cleartext = true", "url")
         elif self.url:
             raise problem("is only used with backend = \"postgresql\" or \"redis\"", "url")
         if self.ttl > self.max_ttl:

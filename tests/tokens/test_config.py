@@ -107,6 +107,8 @@ def test_a_profile_token_endpoint_needs_the_tokens_table(tmp_path):
                                    "\"postgresql\""),
     ('url = "redis://127.0.0.1"', "", "Config value 'tokens.url': is only used with backend "
                                       "= \"postgresql\" or \"redis\""),
+    ('backend = "redis"\nurl = "redis://redis.example.net"', "",
+     "Config value 'tokens.url': redis:// to redis.example.net is clear text"),
     ('ttl = "40d"', "", "Config value 'tokens.ttl': must be at most max_ttl (2592000 s)"),
     ('ttl = "soon"', "", "Config value 'tokens.ttl': expected a duration like \"90s\""),
     ('uses = 0', "", "Config value 'tokens.uses': must be at least 1"),
