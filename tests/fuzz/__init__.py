@@ -24,13 +24,13 @@ def seeds(kind: str) -> list[bytes]:
     return found
 
 
-def budget(default: int) -> settings:
+def budget(default: int, deadline: float = 1.0) -> settings:
     """`default` examples in the normal suite; BRIDGE_FUZZ_EXAMPLES=N for a long run.
 
     The deadline is how a hang shows up: an example that takes a second has found one.
     """
     examples = int(os.environ.get("BRIDGE_FUZZ_EXAMPLES", default))
-    return settings(max_examples=examples, deadline=timedelta(seconds=1),
+    return settings(max_examples=examples, deadline=timedelta(seconds=deadline),
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
