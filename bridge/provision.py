@@ -15,7 +15,7 @@ identity is the token's username; limits count wrong tokens per address.
 
 Every failure leaves this module as a BridgeError (or an unexpected exception
 that the caller treats as internal); nothing here builds a response, so the
-same flow can serve another endpoint later (one-time tokens, other dialects).
+same flow serves both endpoints (and can serve others later).
 """
 
 from __future__ import annotations

@@ -269,7 +269,13 @@ class TokenDesk:
                     ticket.uses, ticket.username)
 
         async def give_back() -> None:
-            await self.service.store.give_back(ticket.digest)
-            logger.info("token %s: use given back (nothing was delivered)", ticket.fingerprint)
+            try:
+                await self.service.store.give_back(ticket.digest)
+            except Exception as exc:  # the request's own failure is the one to report
+                logger.warning("token %s: the use could not be given back (%s)",
+                               ticket.fingerprint, getattr(exc, "detail", type(exc).__name__))
+            else:
+                logger.info("token %s: use given back (nothing was delivered)",
+                            ticket.fingerprint)
 
         return Grant(ticket.username, pipeline, give_back)
