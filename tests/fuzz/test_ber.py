@@ -60,7 +60,7 @@ def outcome(data: bytes, cap: int = CAP) -> list[LdapMessage] | str:
     return messages
 
 
-@budget(600)
+@budget(300)
 @given(MESSAGES)
 def test_decoder_returns_messages_or_protocol_error_within_bounded_memory(data):
     tracemalloc.start()  # around the decoder only: tracing hypothesis would be slow
@@ -73,7 +73,7 @@ def test_decoder_returns_messages_or_protocol_error_within_bounded_memory(data):
     assert peak <= 64 * len(data) + 16384, (peak, len(data))
 
 
-@budget(600)
+@budget(300)
 @given(mutated(SEEDS, TOKENS))
 def test_parse_message_raises_only_protocol_error(data):
     # the content of one LDAPMessage, as the framing hands it over (the fast path included)
@@ -82,7 +82,7 @@ def test_parse_message_raises_only_protocol_error(data):
         check([parse_message(content)])
 
 
-@budget(400)
+@budget(200)
 @given(MESSAGES, st.lists(st.integers(1, 64), min_size=1, max_size=20))
 def test_any_chunking_of_a_stream_decodes_as_the_whole_does(data, sizes):
     whole = outcome(data)

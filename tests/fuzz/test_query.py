@@ -39,7 +39,7 @@ def utf8(text: str) -> bool:
     return True
 
 
-@budget(600)
+@budget(300)
 @given(QUERIES, st.booleans())
 def test_parse_query_returns_text_or_bad_request(raw, plus_is_space):
     try:
@@ -51,7 +51,7 @@ def test_parse_query_returns_text_or_bad_request(raw, plus_is_space):
         assert utf8(key) and utf8(value)   # no lone surrogates slipped through
 
 
-@budget(600)
+@budget(300)
 @given(QUERIES, st.sampled_from(SETTINGS))
 def test_credentials_are_valid_or_a_bad_request(raw, settings):
     try:
