@@ -51,41 +51,27 @@ import math
 import unicodedata
 from dataclasses import dataclass
 
-from bridge.config import Section
+from pydantic import Field
+
+from bridge.config import Model
 from bridge.errors import RateLimited
 from bridge.metrics import METRICS
 from bridge.models import Credentials
 from bridge.state import Store
 
 
-@dataclass(frozen=True)
-class LimitSettings:
-    username_failures: int = 5
-    username_window: float = 900.0
-    address_failures: int = 50
-    address_window: float = 900.0
-    backoff_base: float = 1.0
-    backoff_max: float = 60.0
-    lockout_window: float = 900.0
-    bypass_failures: int = 2
-    trusted_window: float = 30 * 86400.0
+class LimitSettings(Model):
+    """`[limits]`"""
 
-    @classmethod
-    def from_config(cls, cfg: Section) -> LimitSettings:
-        d = cls()
-        settings = cls(
-            username_failures=cfg.int("username_failures", d.username_failures, min=0),
-            username_window=cfg.float("username_window", d.username_window, min=1),
-            address_failures=cfg.int("address_failures", d.address_failures, min=0),
-            address_window=cfg.float("address_window", d.address_window, min=1),
-            backoff_base=cfg.float("backoff_base", d.backoff_base, min=0),
-            backoff_max=cfg.float("backoff_max", d.backoff_max, min=0),
-            lockout_window=cfg.float("lockout_window", d.lockout_window, min=0),
-            bypass_failures=cfg.int("bypass_failures", d.bypass_failures, min=0),
-            trusted_window=cfg.float("trusted_window", d.trusted_window, min=0),
-        )
-        cfg.done()
-        return settings
+    username_failures: int = Field(5, ge=0)
+    username_window: float = Field(900.0, ge=1)
+    address_failures: int = Field(50, ge=0)
+    address_window: float = Field(900.0, ge=1)
+    backoff_base: float = Field(1.0, ge=0)
+    backoff_max: float = Field(60.0, ge=0)
+    lockout_window: float = Field(900.0, ge=0)
+    bypass_failures: int = Field(2, ge=0)
+    trusted_window: float = Field(30 * 86400.0, ge=0)
 
 
 def _address_key(address: str) -> str:

@@ -494,10 +494,7 @@ class _Loader:
         return self._mappings[key]
 
     def _limits(self, table: Table, where: str) -> LimitSettings | None:
-        section = Section(table, where, [], self.base_dir)
-        limits = LimitSettings.from_config(section)
-        self.problems.extend(section.problems)
-        return None if section.problems else limits
+        return self.attempt(lambda: validate(LimitSettings, table, where, self.base_dir))
 
     def _check_routes(self, profiles: list[Profile]) -> None:
         seen: dict[tuple[str, str | None], str] = {}

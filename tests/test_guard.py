@@ -452,10 +452,14 @@ async def test_trusted_addresses_are_stored_as_keyed_hashes_only(store):
 
 
 def test_bypass_settings_are_read_from_the_limits_table():
-    cfg = Section({"bypass_failures": 3, "trusted_window": 3600})
-    settings = LimitSettings.from_config(cfg)
+    from pathlib import Path
+
+    from bridge.config import ConfigError, validate
+
+    settings = validate(LimitSettings, {"bypass_failures": 3, "trusted_window": 3600}, "limits")
     assert (settings.bypass_failures, settings.trusted_window) == (3, 3600)
-    bad = Section({"bypass_failures": -1, "trusted_window": "forever"}, "limits")
-    LimitSettings.from_config(bad)
-    assert len(bad.problems) == 2
-    assert any("limits.bypass_failures" in p for p in bad.problems)
+    with pytest.raises(ConfigError) as info:
+        validate(LimitSettings, {"bypass_failures": -1, "trusted_window": "forever"}, "limits",
+                 Path("."))
+    assert len(info.value.problems) == 2
+    assert any("limits.bypass_failures" in p for p in info.value.problems)
