@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.gateway import free_port  # noqa: E402
 from tests.ldap.slapd import Slapd, bind_count  # noqa: E402
+from tests.sql import servers as sql_servers  # noqa: E402
 
 PYTHON = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -153,6 +154,7 @@ class Env:
     dead_port: int
     monitor: Any = None  # an admin connection to slapd's cn=Monitor
     helpers: dict[str, int] = field(default_factory=dict)  # name -> pid, for CPU figures
+    pg_url: str = ""  # a scratch PostgreSQL database with 1,000 subscribers (scenario h)
 
 
 @dataclass
@@ -274,6 +276,32 @@ def scenario_c(env: Env, uri: str | None = None, backend: int | None = None,
             + http_source(backend or env.backend_port))
 
 
+def scenario_h(env: Env) -> str:
+    """SQL authentication and accounts from PostgreSQL (Kamailio's subscriber table)."""
+    table = f'type = "sql"\npreset = "kamailio"\nurl = "{env.pg_url}"\npool_size = 8\n'
+    return SERVER_COMMON + f"\n[auth]\n{table}\n[source]\n{table}" + MAPPING
+
+
+def sql_database() -> sql_servers.Scratch:
+    """A scratch database on the machine's PostgreSQL with user<i> / pass<i>, i = 1..1000."""
+    reason = sql_servers.pg_missing()
+    if reason:
+        raise RuntimeError(f"scenario h needs PostgreSQL: {reason}")
+    db = sql_servers.scratch("postgresql")
+    db.run("""
+CREATE TABLE subscriber (
+    id SERIAL PRIMARY KEY NOT NULL, username VARCHAR(64) DEFAULT '' NOT NULL,
+    domain VARCHAR(64) DEFAULT '' NOT NULL, password VARCHAR(64) DEFAULT '' NOT NULL,
+    ha1 VARCHAR(128) DEFAULT '' NOT NULL, ha1b VARCHAR(128) DEFAULT '' NOT NULL,
+    CONSTRAINT subscriber_account_idx UNIQUE (username, domain));
+CREATE INDEX subscriber_username_idx ON subscriber (username);
+INSERT INTO subscriber (username, domain, password)
+    SELECT 'user' || i, 'pbx.example.org', 'pass' || i FROM generate_series(1, 1000) AS i;
+ANALYZE subscriber;
+""")
+    return db
+
+
 def upstream_counts(env: Env) -> dict[str, int]:
     stats = httpx.get(f"http://127.0.0.1:{env.backend_port}/_stats", timeout=5).json()
     return {"ldap_binds": bind_count(env.monitor), "http": stats["accounts"]}
@@ -302,6 +330,8 @@ SCENARIOS: dict[str, Scenario] = {
     "g": Scenario("g", "(c) with the account backend down: 503 from the gateway's breaker",
                   lambda env: scenario_c(env, backend=env.dead_port),
                   expect=503, counts=upstream_counts),
+    "h": Scenario("h", "SQL auth + accounts from PostgreSQL (kamailio preset, plaintext)",
+                  scenario_h),
 }
 
 
@@ -452,8 +482,14 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="zb-bench-"))
     results: list[Result] = []
     bare: list[float] = []
-    with Slapd(workdir / "slapd", bulk_users=1000, with_monitor=True) as slapd:
+    with contextlib.ExitStack() as stack:
+        slapd = stack.enter_context(Slapd(workdir / "slapd", bulk_users=1000,
+                                          with_monitor=True))
         env = Env(workdir, slapd, free_port(), free_port(), free_port(), slapd.monitor())
+        if "h" in keys:
+            db = sql_database()
+            stack.callback(db.drop)
+            env.pg_url = db.url
         with process([PYTHON, "-m", "uvicorn", "bench.backend:app", "--port",
                       str(env.backend_port), "--no-access-log", "--log-level", "warning"],
                      workdir / "backend.log",

@@ -109,9 +109,11 @@ class Database:
                                                 "application_name": "zoiper-bridge"}}
         elif self.dialect == "mysql":
             connect_args = {"connect_timeout": self.connect_timeout}
+        # AUTOCOMMIT: one round trip per query instead of BEGIN, query, ROLLBACK; the
+        # connection's own settings keep every statement read-only and bounded.
         engine = create_async_engine(self.url, pool_size=self.pool_size, max_overflow=0,
                                      pool_timeout=self.pool_timeout, pool_recycle=3600,
-                                     connect_args=connect_args)
+                                     isolation_level="AUTOCOMMIT", connect_args=connect_args)
         event.listen(engine.sync_engine, "connect", self._on_connect)
         return engine
 
@@ -169,7 +171,6 @@ class Database:
             result = await conn.execute(query.clause, params)
             columns = [str(key) for key in result.keys()]  # noqa: SIM118 (not a dict)
             rows: list[Sequence[Any]] = [tuple(row) for row in result.fetchall()]
-            await conn.rollback()
             return columns, rows
 
     async def columns(self, query: BoundQuery) -> list[str]:
@@ -220,7 +221,9 @@ def _is_statement_timeout(orig: BaseException | None) -> bool:
     return bool(args) and args[0] in _TIMEOUT_CODES
 
 
-_SQL_MISTAKES = {1052, 1054, 1060, 1064, 1146, 1149, 1248, 1305, 1582, 1583, 1584, 1630}
+# unknown or ambiguous column, syntax, no such table or function, denied, read-only
+_SQL_MISTAKES = {1052, 1054, 1060, 1064, 1142, 1143, 1146, 1149, 1248, 1305, 1582, 1583,
+                 1584, 1630, 1792}
 
 
 def _is_sql_mistake(orig: BaseException | None) -> bool:

@@ -14,6 +14,7 @@ from bridge.config import ConfigError
 from bridge.errors import InternalError, UpstreamTimeout, UpstreamUnavailable
 from bridge.models import Credentials, Identity
 from bridge.settings import from_dict
+from bridge.sql.query import BoundQuery
 from tests.sql.helpers import problems, source
 from tests.sql.schemas import USERS, q
 from tests.sql.servers import PASSWORD, Scratch, free_port
@@ -286,3 +287,16 @@ async def test_sqlite_through_the_same_source(tmp_path):
         await writer.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM accounts").fetchone()[0] == len(USERS)
+
+
+async def test_every_connection_is_read_only_even_for_a_write(billing):
+    # Below the query check (which admits only SELECT / WITH): the session itself refuses.
+    backend = source({"url": billing.url, "query": QUERY})
+    before = count(billing)
+    write = BoundQuery("INSERT INTO billing_accounts (login) VALUES (:p0)", {})
+    try:
+        with pytest.raises(InternalError, match=r"(?i)read.only"):
+            await backend.db.fetch(write, {"p0": "intruder"})
+    finally:
+        await backend.close()
+    assert count(billing) == before
