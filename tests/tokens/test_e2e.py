@@ -132,6 +132,12 @@ def test_a_token_provisions_once_then_every_refusal_is_the_same(sqlite_gw, tmp_p
     for other in (unknown, malformed, expired, after_revocation):
         assert comparable(other) == comparable(used)
 
+    listing = cli(config, "list", "--all")  # fingerprint -> "status uses expires ..."
+    assert listing[issued["fingerprint"]].split()[:2] == ["spent", "1/1"]
+    assert listing[expiring["fingerprint"]].split()[0] == "expired"
+    assert listing[revoked["fingerprint"]].split()[:2] == ["revoked", "0/3"]
+    assert not any(t in " ".join(listing.values()) for t in ISSUED)
+
 
 def test_the_png_decodes_to_the_link(sqlite_gw, tmp_path, cli):
     import zxingcpp
@@ -211,6 +217,11 @@ def test_the_admin_api(sqlite_gw):
 
     revoked = httpx.delete(f"{url}/{body['fingerprint']}", headers=right)
     assert revoked.json() == {"revoked": [body["fingerprint"]]}
+    more = [httpx.post(url, json={"username": "march-hare"}, headers=right).json()
+            for _ in range(2)]
+    ISSUED.extend(m["token"] for m in more)
+    by_user = httpx.delete(url, params={"username": "march-hare"}, headers=right).json()
+    assert sorted(by_user["revoked"]) == sorted(m["fingerprint"] for m in more)
     assert fetch(sqlite_gw, body["token"]).status_code == 401
     assert httpx.delete(f"{url}/{body['fingerprint']}",
                         headers={"Authorization": "Bearer nope"}).status_code == 401
