@@ -258,6 +258,11 @@ def sip_gateway(kamailio: Kamailio, sip_folder: Path) -> Iterator[SipGateway]:
     config = gateway_config(folder, kamailio, desktop_port)
     with Gateway(config, folder) as gateway:
         yield SipGateway(gateway, desktop_port)
+    logs = {"gateway": gateway.output(), "kamailio": kamailio.output()}
+    for name, text in logs.items():
+        for secret in (ALICE_PASSWORD, *(sub.password for sub in SUBSCRIBERS)):
+            if secret in text:
+                raise AssertionError(f"a password appears in the {name} log")
 
 
 def verify_tls(server: Kamailio, certs: Certificates) -> str:

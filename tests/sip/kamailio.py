@@ -32,8 +32,8 @@ from tests.sql.servers import Scratch
 
 SCHEMA_DIR = Path("/usr/share/kamailio/postgres")
 SCHEMA_FILES = ("standard", "auth_db", "usrloc", "uri_db")
-MODULES = ("tm", "sl", "pv", "maxfwd", "textops", "siputils", "xlog", "sanity", "db_postgres",
-           "usrloc", "registrar", "auth", "auth_db", "uri_db", "tls", "ctl")
+MODULES = ("sl", "pv", "maxfwd", "textops", "xlog", "db_postgres", "usrloc", "registrar",
+           "auth", "auth_db", "uri_db", "tls")
 DB_MODULE = "db_postgres.so"
 TLS_MODULE = "tls.so"
 
@@ -137,7 +137,6 @@ mpath="{_module_dir()}/"
 
 {loads}
 
-modparam("ctl", "binrpc", "unix:{self.folder}/kamailio_ctl")
 modparam("usrloc", "db_url", "{self.db_url}")
 modparam("usrloc", "db_mode", 1)
 modparam("usrloc", "use_domain", 1)

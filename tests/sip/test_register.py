@@ -134,6 +134,13 @@ def test_sip_credentials_differ_from_the_login(sip_gateway: SipGateway, kamailio
     assert (config.user, config.auth_user, config.transport) == (ALICE_AOR, ALICE_AUTH.username,
                                                                  "tls")
     assert_registered(register(config, kamailio, sip_certs, tmp_path), kamailio, config)
+    # Kamailio holds a1001 to the AORs the uri table gives it
+    other = dataclasses.replace(config, user=UDP_USER.username)
+    attempt = register(other, kamailio, sip_certs, tmp_path)
+    assert not attempt.agent.registered
+    assert "403 Forbidden auth ID" in attempt.agent.line
+    assert f"auth user '{ALICE_AUTH.username}' may not register sip:{UDP_USER.username}@" \
+        f"{DOMAIN}" in attempt.kamailio
 
 
 def test_wrong_auth_username_fails(sip_gateway: SipGateway, kamailio: Kamailio,
