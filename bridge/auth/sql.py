@@ -41,7 +41,7 @@ from pydantic import PrivateAttr, model_validator
 from bridge import hashes
 from bridge.auth import Authenticator
 from bridge.config import problem
-from bridge.errors import InternalError
+from bridge.errors import InternalError, UpstreamError
 from bridge.models import Credentials, Identity, Scalar
 from bridge.placeholders import UnsafeValue, Values
 from bridge.sql import BoundQuery, SQLConnection, checked_query
@@ -143,6 +143,14 @@ class SQLAuthenticator(Authenticator):
         self._decoys: dict[str, str] = {}
         self._decoy_key = self.scheme if self.scheme != "auto" else "plaintext"
 
+    async def start(self) -> None:
+        """A query that does not return the columns named here stops the start; a database
+        that is down does not (503s until it is back)."""
+        try:
+            await self.ready()
+        except UpstreamError as exc:
+            logger.warning("%s; the query's columns are checked once it answers", exc.detail)
+
     async def close(self) -> None:
         await self.db.close()
 
@@ -187,8 +195,8 @@ class SQLAuthenticator(Authenticator):
         if not ok:
             return None
         name = _text(row.get(self.username_column)) if self.username_column else ""
-        attributes = {k: v for k, raw in row.items()
-                      if k not in self.hidden and (v := scalar(raw)) is not None}
+        attributes = {k: value for k, raw in row.items()
+                      if k not in self.hidden and (value := scalar(raw)) is not None}
         return Identity(name or credentials.username, attributes)
 
     async def _verify(self, scheme: str, credentials: Credentials, stored: str,
