@@ -74,7 +74,7 @@ class LimitSettings(Model):
     trusted_window: float = Field(30 * 86400.0, ge=0)
 
 
-def _address_key(address: str) -> str:
+def address_key(address: str) -> str:
     """IPv6 clients are counted per /64: one subscriber gets a whole /64 to rotate through."""
     if ":" in address:
         try:
@@ -117,7 +117,7 @@ class Guard:
             name = f"{scope}\x00{name}"
         addr = pair = None
         if credentials.client:
-            where = _address_key(credentials.client)
+            where = address_key(credentials.client)
             if s.address_failures:
                 addr = "a:" + self.digest("addr", where)
             if s.bypass_failures and s.username_failures:

@@ -179,7 +179,7 @@ def _classify(exc: httptools.HttpParserError, data: bytes) -> _Refused:
 
 # -- the protocol ---------------------------------------------------------------------------
 
-def _address_key(client: tuple[str, int] | None, exempt: tuple[Network, ...]) -> str | None:
+def address_key(client: tuple[str, int] | None, exempt: tuple[Network, ...]) -> str | None:
     """Whom the per-address cap counts this connection against (None: nobody)."""
     if client is None:
         return None
@@ -233,7 +233,7 @@ class HardenedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        key = _address_key(self.client, self.limits.connection_cap_exempt)
+        key = address_key(self.client, self.limits.connection_cap_exempt)
         cap = self.limits.max_connections_per_address
         if len(self.connections) > self.limits.max_connections:
             self._refuse(_Refused(503, "too many connections"))

@@ -351,16 +351,16 @@ def test_a_tls_handshake_that_never_comes_is_dropped(tmp_path):
 
 def test_addresses_are_counted_per_host_and_per_ipv6_64():
     from bridge.clientaddr import parse_networks
-    from bridge.listener import LOOPBACK, _address_key
+    from bridge.listener import LOOPBACK, address_key
 
     exempt = (*LOOPBACK, *parse_networks(["10.0.0.0/8"]))
-    assert _address_key(("192.0.2.7", 1234), exempt) == "192.0.2.7"
-    assert _address_key(("2001:db8:1:2:aaaa::1", 1), exempt) == "2001:db8:1:2::/64"
-    assert _address_key(("2001:db8:1:2:bbbb::9", 1), exempt) == "2001:db8:1:2::/64"
-    assert _address_key(("::ffff:192.0.2.7", 1), exempt) == "192.0.2.7"
+    assert address_key(("192.0.2.7", 1234), exempt) == "192.0.2.7"
+    assert address_key(("2001:db8:1:2:aaaa::1", 1), exempt) == "2001:db8:1:2::/64"
+    assert address_key(("2001:db8:1:2:bbbb::9", 1), exempt) == "2001:db8:1:2::/64"
+    assert address_key(("::ffff:192.0.2.7", 1), exempt) == "192.0.2.7"
     for never in ("127.0.0.5", "::1", "10.1.2.3", "::ffff:127.0.0.1"):
-        assert _address_key((never, 1), exempt) is None
-    assert _address_key(None, exempt) is None
+        assert address_key((never, 1), exempt) is None
+    assert address_key(None, exempt) is None
 
 
 def test_the_options_reach_worker_processes():

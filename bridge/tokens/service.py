@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bridge.errors import RateLimited
-from bridge.guard import _address_key
+from bridge.guard import address_key
 from bridge.metrics import METRICS
 from bridge.provision import Grant, Pipeline
 from bridge.state import Store
@@ -221,7 +221,7 @@ class GuessLimit:
     def _counter(self, client: str | None) -> str | None:
         if not client:
             return None
-        message = ("token-addr\x00" + _address_key(client)).encode()
+        message = ("token-addr\x00" + address_key(client)).encode()
         return "tok:" + hashlib.blake2b(message, key=self._key, digest_size=16).hexdigest()
 
     async def admit(self, client: str | None) -> None:
