@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bridge.config import Section
 from bridge.errors import InternalError
 from bridge.mapping import ConfigMapping, Field, parse_template
 from bridge.models import Account, Credentials, Identity
+from bridge.placeholders import UnsafeValue
 from bridge.zoiper.dialects import ANDROID, DESKTOP, IOS
 from bridge.zoiper.document import parse_config, render_config
 
@@ -92,6 +95,21 @@ def test_missing_field_without_default_is_internal_error():
     assert problems == []
     with pytest.raises(InternalError, match=r"account\.user"):
         m.build(IDENTITY, [Account({})], LOGIN)
+
+
+def test_text_that_is_not_unicode_is_refused_naming_the_field():
+    """A lone surrogate from a backend cannot be written as UTF-8: a 500 that names the
+    field, not an encoder traceback with the value in it."""
+    m, problems = mapping({"account": {"username": "{account.user}", "password": "p",
+                                       "SIP_domain": "d", "name": "x {identity.displayName}"}})
+    assert problems == []
+    for identity, account, field in [(IDENTITY, {"user": "u\ud800"}, "{account.user}"),
+                                     (Identity("a", {"displayName": "\udfff"}), {"user": "u"},
+                                      "{identity.displayName}")]:
+        with pytest.raises(UnsafeValue, match=re.escape(f"the value of {field} cannot be "
+                                                        "placed")) as caught:
+            m.build(identity, [Account(account)], LOGIN)
+        assert isinstance(caught.value, InternalError)
 
 
 def test_account_table_is_required():
