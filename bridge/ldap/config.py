@@ -8,6 +8,14 @@ bind in clear text to a host that is not loopback is refused unless
 network readable. Directory values become text here, one deliberate way for
 both backends: the first value of a multi-valued attribute, and hex (or
 base64) for octets that are not text, never a crash.
+
+DN and filter templates (`template`) are bridge.placeholders templates,
+parsed when the configuration loads: values are RFC 4514-escaped in a DN
+(`render_dn`; `{identity.dn}` there is a whole DN, checked and placed as it
+is) and RFC 4515-escaped in a filter (`render_filter`). The older bare
+`{username}` and `{dn}` are aliases, and what `{username}` stands for is the
+backend's to say (AUTH_ALIASES: what was typed; SOURCE_ALIASES: the canonical
+name); see bridge.auth.ldap and bridge.sources.ldap.
 """
 
 from __future__ import annotations
