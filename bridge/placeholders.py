@@ -20,7 +20,11 @@ the escaper of the place the value lands:
     HEADER     a header value: CR, LF and the other controls (but TAB) refused
     JSON       a JSON string; `Template.value` keeps a lone field's type (a number stays one)
     to_sql()   the template becomes SQL text with `:p0`, `:p1`, ... and their fields: bound
-               parameters, sent apart from the statement
+               parameters, sent apart from the statement (SQL_PARAMETER: NUL refused)
+
+Every escaper refuses text that is not Unicode (a lone surrogate cannot be
+sent as UTF-8 anywhere); a use site may add its own `Escaper` (the AD logon
+name of bridge.auth.ldap).
 
 A value that cannot be placed safely raises `UnsafeValue`, one exception for
 every destination. It is an InternalError (500): the data a backend returned
