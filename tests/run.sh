@@ -8,7 +8,7 @@
 #   1. Debian packages, only those missing (one "apt-get update" at most):
 #      python3 + python3-venv (only to create .venv), slapd ldap-utils openssl (OpenLDAP
 #      fixture), redis-server, wrk, postgresql, mariadb-server, kamailio + its PostgreSQL and
-#      TLS modules and baresip-core (tests/sip), and the Samba AD packages
+#      TLS modules, baresip-core and sip-tester (sipp) (tests/sip), and the Samba AD packages
 #      (tests/ad/install_samba_ad.sh).
 #      Services are not started by the packages (a temporary policy-rc.d when none exists).
 #   2. Redis on 127.0.0.1:6379, PostgreSQL on :5432 (trust from loopback), MariaDB on :3306
@@ -52,11 +52,12 @@ have redis-server || missing+=(redis-server)
 have pg_ctlcluster && have psql || missing+=(postgresql)
 have mariadbd && have mariadb || missing+=(mariadb-server)
 have wrk || missing+=(wrk)
-# tests/sip: Kamailio (registrar; its PostgreSQL and TLS modules) and baresip (the phone)
+# tests/sip: Kamailio (registrar; its PostgreSQL and TLS modules), baresip and sipp (phones)
 have kamailio || missing+=(kamailio)
 compgen -G '/usr/lib/*/kamailio/modules/db_postgres.so' >/dev/null || missing+=(kamailio-postgres-modules)
 compgen -G '/usr/lib/*/kamailio/modules/tls.so' >/dev/null || missing+=(kamailio-tls-modules)
 have baresip || missing+=(baresip-core)
+have sipp || missing+=(sip-tester)
 # the same test as install_samba_ad.sh's "already installed" check
 samba_ok=1
 if ! have samba || ! have samba-tool || ! have ip \

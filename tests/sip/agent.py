@@ -15,8 +15,9 @@ The translator reads the options the way Zoiper does:
 and nothing else: an option the agent would need but the document lacks is not
 filled in from elsewhere, so a wrong document fails to register.
 
-baresip (Debian's baresip-core, 1.0.0) is used because it speaks UDP, TCP and TLS;
-Debian 12's sipp is built without TLS. It has no "register once and exit" mode, so
+baresip (Debian's baresip-core, 1.0.0) registers over UDP, TCP and TLS; tests/sip/sipp.py
+renders the same AgentConfig for SIPp (UDP and TCP: Debian 12's build has no TLS).
+baresip has no "register once and exit" mode, so
 `register()` runs it, reads its log until the registration's outcome line, lets the
 caller look at the registrar while the binding exists, and stops it. baresip 1.0.0
 does not verify the server's TLS certificate (`sip_cafile` is loaded, but a wrong CA is

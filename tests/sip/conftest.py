@@ -26,7 +26,7 @@ import trustme
 from bridge.passwords import hash_password
 from tests.conftest import unavailable
 from tests.gateway import Gateway
-from tests.sip import agent
+from tests.sip import agent, sipp
 from tests.sip import kamailio as kamailio_mod
 from tests.sip.kamailio import Kamailio
 from tests.sql import servers
@@ -100,7 +100,7 @@ def sip_db() -> Iterator[Scratch]:
 
 @pytest.fixture(scope="session")
 def kamailio(sip_folder: Path, sip_db: Scratch, sip_certs: Certificates) -> Iterator[Kamailio]:
-    reason = kamailio_mod.missing() or agent.missing()
+    reason = kamailio_mod.missing() or agent.missing() or sipp.missing()
     if reason:
         unavailable(f"SIP fixture unavailable: {reason}")
     server = Kamailio(sip_folder / "kamailio", sip_db, sip_certs.cert, sip_certs.key)
@@ -229,8 +229,8 @@ path = "users.toml"
 {staff_source}
 [profiles.wrong-auth.mapping.account]
 {account}
-SIP_transport_type = "tls"
-SIP_outbound_proxy = {_proxy(server, "tls")}
+SIP_transport_type = "udp"
+SIP_outbound_proxy = {_proxy(server, "udp")}
 
 # mistake: TCP to the registrar's UDP port
 [profiles.wrong-transport]

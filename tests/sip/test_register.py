@@ -1,8 +1,9 @@
 """Proof on the wire: what the gateway serves registers on a real SIP registrar.
 
 Each case asks the running gateway (`zoiper-bridge serve`) for a document, parses it
-with the dialect's schema, turns its account into a baresip configuration
-(tests/sip/agent.py) and lets baresip REGISTER with Kamailio. A registration counts
+with the dialect's schema, turns its account into a user agent's configuration
+(tests/sip/agent.py: baresip; tests/sip/sipp.py: SIPp) and lets the agent REGISTER with
+Kamailio. A registration counts
 when both sides say so: baresip's own "200 OK" line, and a row in Kamailio's location
 table for the served username and domain on the served transport's socket (read while
 the binding exists; it is gone once the agent stops and unregisters). The wrong-mapping
@@ -21,7 +22,7 @@ import pytest
 
 from bridge.zoiper.dialects import ANDROID, DESKTOP, IOS, Dialect
 from bridge.zoiper.document import parse_config
-from tests.sip import agent
+from tests.sip import agent, sipp
 from tests.sip.conftest import (
     ALICE_AOR,
     ALICE_AUTH,
@@ -86,17 +87,27 @@ def assert_registered(attempt: Attempt, kamailio: Kamailio, config: agent.AgentC
     outcome = attempt.agent
     assert outcome.registered, f"{outcome.line}\n--- baresip:\n{outcome.log}"
     assert outcome.exit_code == 0, outcome.log
-    rows: list[Registration] = outcome.seen
-    assert len(rows) == 1, rows
-    row = rows[0]
-    assert (row.username, row.domain) == (config.user, DOMAIN)
-    assert row.socket == f"{config.transport}:127.0.0.1:{kamailio.port(config.transport)}"
-    assert row.user_agent.startswith("baresip"), row
-    assert (f"registered sip:{config.user}@{DOMAIN} over {config.transport} "
-            f"(auth user '{config.auth_user}')") in attempt.kamailio
+    row = assert_bound(outcome.seen, kamailio, config, "baresip")
+    assert registered_line(config) in attempt.kamailio
     # the agent unregistered when it stopped
     assert agent.wait_until(lambda: not kamailio.registrations(config.user))
     return row
+
+
+def assert_bound(rows: list[Registration] | None, kamailio: Kamailio,
+                 config: agent.AgentConfig, user_agent: str) -> Registration:
+    """One location row: the served user and domain, on the served transport's socket."""
+    assert rows is not None and len(rows) == 1, rows
+    row = rows[0]
+    assert (row.username, row.domain) == (config.user, DOMAIN)
+    assert row.socket == f"{config.transport}:127.0.0.1:{kamailio.port(config.transport)}"
+    assert row.user_agent.startswith(user_agent), row
+    return row
+
+
+def registered_line(config: agent.AgentConfig) -> str:
+    return (f"registered sip:{config.user}@{DOMAIN} over {config.transport} "
+            f"(auth user '{config.auth_user}')")
 
 
 def assert_served(account: dict[str, Any], sub: Subscriber, transport: str,
@@ -153,7 +164,7 @@ def test_wrong_auth_username_fails(sip_gateway: SipGateway, kamailio: Kamailio,
     attempt = register(config, kamailio, sip_certs, tmp_path)
     assert not attempt.agent.registered, attempt.agent.log
     assert "401 Unauthorized" in attempt.agent.line
-    assert f"challenge sip:{ALICE_AOR}@{DOMAIN} over tls (auth user '{ALICE_AOR}')" \
+    assert f"challenge sip:{ALICE_AOR}@{DOMAIN} over udp (auth user '{ALICE_AOR}')" \
         in attempt.kamailio
     assert not [line for line in attempt.kamailio if line.startswith("registered")]
     assert kamailio.registrations(ALICE_AOR) == []
@@ -224,3 +235,44 @@ def test_translator_follows_the_flags() -> None:
     assert agent.accounts_line(flagged).startswith("<sip:u@example.test:5070;transport=udp>;")
     with pytest.raises(agent.NotRegistrable):
         agent.translate({**account, "SIP_transport_type": "dns-srv"})
+
+
+@pytest.mark.parametrize(("path", "sub"), [("/provision", UDP_USER), ("/tcp", TCP_USER)])
+def test_sipp_registers(path: str, sub: Subscriber, sip_gateway: SipGateway,
+                        kamailio: Kamailio, tmp_path: Path) -> None:
+    """A second SIP stack, SIPp (UDP and TCP: Debian's build has no TLS), with the same
+    translation: its exit status 0, the binding in the location table while the scenario
+    pauses, gone after its un-REGISTER."""
+    config = agent.translate(only_account(provision(sip_gateway, path, sub.username,
+                                                    sub.password)))
+    mark = kamailio.log_size()
+    outcome = sipp.register(config, tmp_path / "sipp",
+                            lambda: kamailio.registrations(config.user))
+    assert outcome.exit_code == 0, outcome.errors + outcome.messages
+    assert_bound(outcome.seen, kamailio, config, "sipp")
+    assert registered_line(config) in kamailio.log_lines(mark)
+    assert kamailio.registrations(config.user) == []
+
+
+@pytest.mark.parametrize(("path", "login", "password"), [
+    ("/wrong-auth", ALICE_LOGIN, ALICE_PASSWORD),
+    ("/wrong-transport", WRONG_TRANSPORT_USER.username, WRONG_TRANSPORT_USER.password),
+])
+def test_sipp_wrong_mapping_fails(path: str, login: str, password: str,
+                                  sip_gateway: SipGateway, kamailio: Kamailio,
+                                  tmp_path: Path) -> None:
+    """Wrong auth username: the digest REGISTER is challenged again (exit status 1).
+    Wrong transport: the TCP connection is refused (a fatal error for SIPp)."""
+    config = agent.translate(only_account(provision(sip_gateway, path, login, password)))
+    mark = kamailio.log_size()
+    outcome = sipp.register(config, tmp_path / "sipp",
+                            lambda: kamailio.registrations(config.user))
+    assert outcome.exit_code != 0, outcome.messages
+    assert outcome.seen == []
+    assert "SIP/2.0 200" not in outcome.messages
+    if path == "/wrong-auth":
+        assert outcome.exit_code == 1
+        assert outcome.messages.count("SIP/2.0 401 Unauthorized") >= 2, outcome.messages
+    else:
+        assert "Connection refused" in outcome.errors, outcome.errors
+    assert not [line for line in kamailio.log_lines(mark) if line.startswith("registered")]
