@@ -21,7 +21,9 @@ time, bridge.hashes), is a login; its other columns become identity attributes
 NULL password, or a stored value in no recognised format (logged with the user's
 name, never the value): invalid credentials, after checking the password against
 a decoy of the same scheme and cost, so that an unknown name costs what a wrong
-password costs. "auto" recognises the scheme by the stored value's prefix or
+password costs (the cost is learnt from the rows: with "auto", the last real
+row's scheme and parameters; until one is seen, the configured scheme's usual
+cost, or nothing for "auto"). "auto" recognises the scheme by the stored value's prefix or
 length (bcrypt, crypt, argon2, *MySQL, hex digests): a table migrated from MD5
 to bcrypt user by user works as it is; plaintext must be named.
 

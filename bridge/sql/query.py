@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from sqlalchemy import TextClause, text
 
@@ -36,8 +37,9 @@ class BoundQuery:
     sql: str
     params: Mapping[str, Field]
 
-    @property
+    @cached_property
     def clause(self) -> TextClause:
+        """Made once: SQLAlchemy then finds its compiled form in its cache."""
         return text(self.sql)
 
     def bind(self, lookup: Lookup) -> dict[str, Scalar]:
