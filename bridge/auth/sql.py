@@ -209,6 +209,10 @@ class SQLAuthenticator(Authenticator):
             if key not in self._decoys:
                 self._decoys[key] = await asyncio.to_thread(hashes.decoy, scheme, stored)
         if credentials.password_format == "md5":  # noqa: S105
+            if scheme not in ("plaintext", "md5") or self.salt_column:
+                logger.warning("sql auth: user %r has only a %s password, which an MD5 from "
+                               "the phone cannot be checked against", credentials.username,
+                               scheme)
             return hashes.verify_md5(scheme, credentials.password, stored)
         salt = hashes.Salt(_text(row.get(self.salt_column)) if self.salt_column else "",
                            self.salt_position)
