@@ -257,6 +257,10 @@ def create_app(settings: Settings) -> Starlette:
         from bridge.tokens.admin import admin_routes
 
         routes += admin_routes(tokens.config.admin, lambda: tokens)
+    if tokens is not None and settings.onboarding is not None:  # the self-service pages
+        from bridge.onboarding.site import onboarding_routes
+
+        routes += onboarding_routes(settings, gateway, tokens)
     app = Starlette(
         routes=routes,
         middleware=middleware,

@@ -9,6 +9,8 @@
                           (the same backends: inherited tables share pools and breakers)
     [tokens]              one-time onboarding tokens (bridge/tokens/config.py): the store,
                           the default profile's token endpoint; [profiles.NAME.tokens] another's
+    [onboarding]          the self-service page (bridge/onboarding/config.py): sessions,
+                          branding, the default profile's page; [profiles.NAME.onboarding]
 
 A profile is one kind of client at one address: how its credentials arrive,
 their format, its dialect, and the pipeline(s) that serve it. A tenant is a
@@ -49,6 +51,12 @@ from bridge.errors import DEFAULT_MESSAGES, DEFAULT_RETRY_AFTER, ErrorPolicy
 from bridge.guard import LimitSettings
 from bridge.listener import LOOPBACK, ListenerSettings
 from bridge.mapping import ConfigMapping
+from bridge.onboarding.config import (
+    OidcClient,
+    OnboardingSettings,
+    ProfileOnboarding,
+    onboarding_problems,
+)
 from bridge.params import QuerySettings
 from bridge.plugins import BackendSpec, load_class, spec_from_table
 from bridge.sources import REGISTRY as SOURCES
@@ -211,6 +219,7 @@ class ProfileTable(Model):
     limits: Table | None = None
     tenants: dict[str, TenantTable] | None = None  # absent: the top level's; {}: none
     tokens: ProfileTokens | None = None  # its token endpoint; never inherited
+    onboarding: ProfileOnboarding | None = None  # its self-service page; never inherited
 
 
 class FileTable(Model):
@@ -230,6 +239,7 @@ class FileTable(Model):
     tenants: dict[str, TenantTable] = {}
     profiles: dict[str, ProfileTable] = {}
     tokens: TokenSettings | None = None
+    onboarding: OnboardingSettings | None = None
 
 
 # -- the values the application is built from ------------------------------------------
@@ -264,6 +274,8 @@ class Profile:
     tenants: tuple[PipelineSettings, ...] = ()
     token_path: str | None = None  # the app GETs token_path + token; None: no endpoint
     token_link: str = ""  # the QR code's link when it differs from [tokens] link
+    onboarding_path: str | None = None  # the self-service page; None: no page
+    onboarding_oidc: OidcClient | None = None  # its sign-in; None: the login form
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -284,6 +296,7 @@ class Settings:
     origin: Path | None = None  # the file it came from; None for the embedded demo
     demo: bool = False
     tokens: TokenSettings | None = None
+    onboarding: OnboardingSettings | None = None
 
     @property
     def default(self) -> Profile:
@@ -346,11 +359,14 @@ class _Loader:
         self._check_routes([p for p in profiles if p is not None])
         self.problems.extend(token_problems(top.tokens, top.state.secret, top.server,
                                             [p for p in profiles if p is not None]))
+        self.problems.extend(onboarding_problems(top.onboarding, top.tokens, top.server,
+                                                 [p for p in profiles if p is not None]))
         if self.problems:
             raise ConfigError(self.problems)
         assert all(p is not None for p in profiles)
         return Settings(top.server, tuple(p for p in profiles if p is not None), errors,
-                        top.state, top.cache, origin, tokens=top.tokens)
+                        top.state, top.cache, origin, tokens=top.tokens,
+                        onboarding=top.onboarding)
 
     def top(self, data: dict[str, Any]) -> FileTable:
         """The top level; tables with problems are reported, then left out so that the
@@ -415,6 +431,7 @@ class _Loader:
             return None
         path = table.path if table else top.server.path
         tokens = table.tokens if table else top.tokens
+        page = table.onboarding if table else top.onboarding
         if tokens is not None and tokens.path:  # a token carries no password: say what needs one
             pairs = [(own, source), *zip(tenants, (t.source for t in tenants_table.values()),
                                          strict=True)]
@@ -422,7 +439,9 @@ class _Loader:
         return Profile(name, path, table.host if table else None, query, dialect, limits,
                        errors, own, tuple(t for t in tenants if t is not None),
                        token_path=tokens.path if tokens else None,
-                       token_link=tokens.link if tokens else "")
+                       token_link=tokens.link if tokens else "",
+                       onboarding_path=page.path if page else None,
+                       onboarding_oidc=page.oidc if page else None)
 
     def pipeline(self, name: str, where: str, query: QuerySettings, dialect: Dialect,
                  auth: Table | None, source: Table | None, mapping: Table | None,
