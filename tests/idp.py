@@ -8,6 +8,13 @@ Starlette under uvicorn (tests.upstreams.Server). authlib's server is
 synchronous: each handler reads the form, then hands authlib a request made
 from it.
 
+For browsers (the onboarding page), the authorization code grant with PKCE
+(`CodeChallenge(required=True)`) and `OpenIDCode` (nonce required) for the
+client CODE_CLIENT: GET /authorize shows a login form, POST /authorize checks
+the password and redirects back with a code. Its redirect URIs are
+`state.redirect_uris` (set once the relying party's port is known); codes live
+in `state.codes` and are single-use, for 60 s.
+
 Misbehaviour is chosen by the user name (ID tokens that are expired, not yet
 valid, wrongly signed, from another issuer, for another audience, alg=none)
 or for the whole server (`state.behaviour`: "error" 500s, "slow" answers
@@ -21,6 +28,7 @@ import base64
 import functools
 import hashlib
 import hmac
+import html
 import json
 import secrets
 import time
@@ -34,18 +42,23 @@ from authlib.oauth2.rfc6749 import (
     OAuth2Request,
     TokenMixin,
 )
-from authlib.oauth2.rfc6749.grants import ResourceOwnerPasswordCredentialsGrant
+from authlib.oauth2.rfc6749.errors import OAuth2Error
+from authlib.oauth2.rfc6749.grants import (
+    AuthorizationCodeGrant,
+    ResourceOwnerPasswordCredentialsGrant,
+)
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
+from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import UserInfo
-from authlib.oidc.core.grants import OpenIDToken
+from authlib.oidc.core.grants import OpenIDCode, OpenIDToken
 from joserfc import jwt
 from joserfc.jwk import ECKey, Key, RSAKey
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from tests.upstreams import form_of
@@ -53,6 +66,7 @@ from tests.upstreams import form_of
 CLIENT = ("zoiper-bridge", "cl1ent-s3cret-8f2e")          # client_secret_basic
 POST_CLIENT = ("bridge-post", "p0st-s3cret-71aa")          # client_secret_post
 PUBLIC_CLIENT = "phone-public"                             # no secret ("none")
+CODE_CLIENT = ("onboarding-web", "c0de-fl0w-s3cret-5d1c")  # authorization code + PKCE
 PASSWORD = "Wonder-Land-7"
 NAME = "Émile <Zola> & \"Fils\" 'ü' ☎"                       # XML specials, non-ASCII
 USERS: dict[str, dict[str, Any]] = {
@@ -72,18 +86,20 @@ class Client(ClientMixin):
     client_id: str
     secret: str
     method: str
+    grants: tuple[str, ...] = ("password",)
+    redirect_uris: list[str] = field(default_factory=list)
 
     def get_client_id(self) -> str:
         return self.client_id
 
-    def get_default_redirect_uri(self) -> None:
-        return None
+    def get_default_redirect_uri(self) -> str | None:
+        return self.redirect_uris[0] if self.redirect_uris else None
 
     def get_allowed_scope(self, scope: str | None) -> str:
         return scope or ""
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return False
+        return redirect_uri in self.redirect_uris
 
     def check_client_secret(self, client_secret: str) -> bool:
         return secrets.compare_digest(client_secret, self.secret)
@@ -92,10 +108,10 @@ class Client(ClientMixin):
         return method == self.method
 
     def check_response_type(self, response_type: str) -> bool:
-        return False
+        return response_type == "code" and "authorization_code" in self.grants
 
     def check_grant_type(self, grant_type: str) -> bool:
-        return grant_type == "password"
+        return grant_type in self.grants
 
 
 @dataclass
@@ -133,6 +149,43 @@ class Token(TokenMixin):
 CLIENTS = {c[0]: Client(c[0], c[1], m) for c, m in ((CLIENT, "client_secret_basic"),
                                                     (POST_CLIENT, "client_secret_post"),
                                                     ((PUBLIC_CLIENT, ""), "none"))}
+CLIENTS[CODE_CLIENT[0]] = Client(*CODE_CLIENT, "client_secret_basic", ("authorization_code",))
+
+
+@dataclass
+class AuthCode:
+    """An authorization code, bound to its client, redirect URI, nonce and PKCE challenge."""
+
+    code: str
+    client_id: str
+    redirect_uri: str
+    scope: str
+    user: str
+    nonce: str | None
+    code_challenge: str | None
+    code_challenge_method: str | None
+    auth_time: int
+
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        return self.auth_time
+
+    def get_acr(self) -> None:
+        return None
+
+    def get_amr(self) -> None:
+        return None
+
+    def is_expired(self) -> bool:
+        return time.time() > self.auth_time + 60
 
 
 @functools.lru_cache(maxsize=64)
@@ -166,6 +219,13 @@ class IdPState:
     seen: list[tuple[str, Headers, dict[str, str]]] = field(default_factory=list)
     fetches: dict[str, int] = field(default_factory=lambda: {"discovery": 0, "jwks": 0})
     paths: list[str] = field(default_factory=list)  # every request, misbehaving or not
+    codes: dict[str, AuthCode] = field(default_factory=dict)  # authorization codes, live
+    issued_codes: list[str] = field(default_factory=list)  # every code ever issued
+
+    @property
+    def redirect_uris(self) -> list[str]:
+        """Where CODE_CLIENT may be sent back to (a list the test fills)."""
+        return CLIENTS[CODE_CLIENT[0]].redirect_uris
 
     def __post_init__(self) -> None:
         self.published = [self.signing]
@@ -243,6 +303,31 @@ class PasswordGrant(ResourceOwnerPasswordCredentialsGrant):
         raise InvalidGrantError("Invalid user credentials")
 
 
+class CodeGrant(AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic"]
+
+    def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
+        state: IdPState = self.server.state
+        data = request.payload.data
+        state.codes[code] = AuthCode(
+            code, request.client.client_id, data["redirect_uri"], request.scope,
+            request.user, data.get("nonce"), data.get("code_challenge"),
+            data.get("code_challenge_method"), int(time.time()))
+        state.issued_codes.append(code)
+
+    def query_authorization_code(self, code: str, client: Client) -> AuthCode | None:
+        found = self.server.state.codes.get(code)
+        if found is None or found.client_id != client.client_id or found.is_expired():
+            return None
+        return found
+
+    def delete_authorization_code(self, authorization_code: AuthCode) -> None:
+        self.server.state.codes.pop(authorization_code.code, None)
+
+    def authenticate_user(self, authorization_code: AuthCode) -> str:
+        return authorization_code.user
+
+
 class IDToken(OpenIDToken):
     def __init__(self, state: IdPState) -> None:
         self.state = state
@@ -287,6 +372,17 @@ class IDToken(OpenIDToken):
         return self.state.mint(claims, key, alg)
 
 
+class IDCode(OpenIDCode, IDToken):
+    """ID tokens for the code grant: the same keys and claims, plus the nonce."""
+
+    def __init__(self, state: IdPState) -> None:
+        OpenIDCode.__init__(self, require_nonce=True)
+        IDToken.__init__(self, state)
+
+    def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
+        return any(c.nonce == nonce for c in self.state.codes.values())
+
+
 class Introspection(IntrospectionEndpoint):
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
@@ -314,6 +410,7 @@ class Server(AuthorizationServer):
         self.register_token_generator("default", BearerTokenGenerator(
             lambda **_: secrets.token_urlsafe(24)))
         self.register_grant(PasswordGrant, [IDToken(state)])
+        self.register_grant(CodeGrant, [CodeChallenge(required=True), IDCode(state)])
         self.register_endpoint(Introspection(self, state))
 
     def query_client(self, client_id: str) -> Client | None:
@@ -351,6 +448,34 @@ def idp_app(state: IdPState) -> Starlette:
             "introspection", await form_request(request))
         return response
 
+    async def authorize(request: Request) -> Response:
+        """The login page of the code flow: GET shows it, POST checks the password."""
+        params = dict(request.query_params)
+        form = await form_of(request) if request.method == "POST" else {}
+        params.update({k: v for k, v in form.items() if k not in ("username", "password")})
+        state.seen.append((request.url.path, request.headers, params))
+        oauth_request = FormRequest(request, params)
+        try:
+            grant = server.get_consent_grant(oauth_request)
+        except OAuth2Error as exc:
+            return HTMLResponse(f"<p>refused: {exc.error}</p>", 400)
+        user, error = form.get("username", ""), ""
+        if request.method == "POST":
+            if user in USERS and secrets.compare_digest(form.get("password", "").encode(),
+                                                        PASSWORD.encode()):
+                response: Response = server.create_authorization_response(
+                    oauth_request, grant_user=user, grant=grant)
+                return response
+            error = "<p role='alert' id='idp-error'>Invalid username or password.</p>"
+        hidden = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+                         for k, v in params.items())
+        return HTMLResponse(
+            "<!doctype html><title>Test IdP</title><h1>Test IdP</h1>" + error
+            + '<form method="post"><label for="u">Username</label>'
+            + f'<input id="u" name="username" value="{html.escape(user)}">'
+            + '<label for="p">Password</label><input id="p" name="password" type="password">'
+            + f'{hidden}<button id="idp-submit">Sign in</button></form>')
+
     async def userinfo(request: Request) -> Response:
         state.seen.append((request.url.path, request.headers, {}))
         auth = request.headers.get("authorization", "")
@@ -367,7 +492,10 @@ def idp_app(state: IdPState) -> Starlette:
             "issuer": base, "token_endpoint": f"{base}/token",
             "userinfo_endpoint": f"{base}/userinfo", "jwks_uri": f"{base}/jwks",
             "introspection_endpoint": f"{base}/introspect",
-            "grant_types_supported": ["password"],
+            "authorization_endpoint": f"{base}/authorize",
+            "grant_types_supported": ["password", "authorization_code"],
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
             "id_token_signing_alg_values_supported": ["RS256", "ES256"],
         }, headers={"Cache-Control": f"max-age={state.max_age}"})
 
@@ -382,6 +510,7 @@ def idp_app(state: IdPState) -> Starlette:
         Route("/token", token, methods=["POST"]),
         Route("/introspect", introspect, methods=["POST"]),
         Route("/userinfo", userinfo),
+        Route("/authorize", authorize, methods=["GET", "POST"]),
     ])
 
     async def misbehaving(scope: Any, receive: Any, send: Any) -> None:

@@ -3,7 +3,7 @@
     [onboarding]
     path = "/onboard"            # the default profile's page; absent: no page (the default)
     secret_env = "ONBOARD_KEY"   # session cookie key, at least 32 characters
-    session_lifetime = "10m"     # a sign-in lasts this long (1 min .. 1 h)
+    session_lifetime = "10m"     # a sign-in lasts this long (at most 1 h)
     code_ttl = "5m"              # each QR code works once, for this long
     refresh = 5                  # the code page reloads itself every N seconds until used
     public_url = "https://prov.example.net"   # OIDC redirect_uri base; https: Secure cookie
@@ -181,8 +181,8 @@ class OnboardingSettings(Model):
         if len(self.secret) < 32:
             raise problem("is required, at least 32 characters (it protects the session "
                           "cookies; give it as secret_env or secret_file)", "secret")
-        if not 60 <= self.session_lifetime <= 3600:
-            raise problem("must be between 1 minute and 1 hour", "session_lifetime")
+        if not 5 <= self.session_lifetime <= 3600:
+            raise problem("must be between 5 seconds and 1 hour", "session_lifetime")
         if not 30 <= self.code_ttl <= 3600:
             raise problem("must be between 30 seconds and 1 hour", "code_ttl")
         if self.logo is not None and self.logo.suffix.lower() not in LOGO_TYPES:
@@ -198,14 +198,16 @@ def onboarding_problems(onboarding: OnboardingSettings | None, tokens: TokenSett
     if onboarding is None:
         return [f"Config value 'profiles.{p.name}.onboarding': needs an [onboarding] table "
                 f"(the session secret)" for p in pages]
-    taken: list[tuple[str, str]] = [(path, f"profile {p.name!r}")
+    # Exact routes, and prefixes that take one more path segment (token endpoints, admin).
+    exact: list[tuple[str, str]] = [(path, f"profile {p.name!r}")
                                     for p in profiles for path in p.paths]
-    taken += [(p.token_path, f"the token endpoint of profile {p.name!r}")
-              for p in profiles if p.token_path]
+    prefixes = [(p.token_path, f"the token endpoint of profile {p.name!r}")
+                for p in profiles if p.token_path]
     if server.metrics_path:
-        taken.append((server.metrics_path, "[server] metrics_path"))
+        exact.append((server.metrics_path, "[server] metrics_path"))
     if tokens is not None and tokens.admin.enabled:
-        taken.append((tokens.admin.path, "[tokens.admin] path"))
+        exact.append((tokens.admin.path, "[tokens.admin] path"))
+        prefixes.append((tokens.admin.path + "/", "[tokens.admin] path"))
     for p in pages:
         assert p.onboarding_path is not None
         where = "onboarding.path" if p.name == "default" else f"profiles.{p.name}.onboarding.path"
@@ -214,11 +216,13 @@ def onboarding_problems(onboarding: OnboardingSettings | None, tokens: TokenSett
                 f"[profiles.{p.name}.tokens] path"
             problems.append(f"Config value '{where}': profile {p.name!r} serves no tokens "
                             f"(set {token_where}): the page's QR codes are its tokens")
-        page = p.onboarding_path
-        clash = next((who for path, who in taken
-                      if path == page or path.startswith(page + "/")
-                      or page.startswith(path if path.endswith("/") else path + "/")), None)
+        mine = [p.onboarding_path + sub for sub in ("", *SUBPATHS)]
+        clash = next((who for path, who in exact if path in mine), None) or next(
+            (who for prefix, who in prefixes for route in mine
+             if route.startswith(prefix) and "/" not in route[len(prefix):]
+             and route != prefix), None)
         if clash is not None:
-            problems.append(f"Config value '{where}': {page!r} overlaps the path of {clash}")
-        taken.append((page, f"the onboarding page of profile {p.name!r}"))
+            problems.append(f"Config value '{where}': {p.onboarding_path!r} overlaps the "
+                            f"path of {clash}")
+        exact += [(route, f"the onboarding page of profile {p.name!r}") for route in mine]
     return problems

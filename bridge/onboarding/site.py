@@ -153,6 +153,8 @@ class Site:
         headers.pop("WWW-Authenticate", None)
         if isinstance(exc, Forbidden):
             message = "This form has expired or was not sent by this page. Please try again."
+        elif isinstance(exc, BadRequest):  # the phone's wording asks for a password
+            message = "This request could not be used. Please start again."
         if status >= 500 or not isinstance(exc, BridgeError):
             logger.warning("onboarding: %s: %s", type(exc).__name__,
                            getattr(exc, "detail", "") or "-",
