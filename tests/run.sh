@@ -57,6 +57,9 @@ have kamailio || missing+=(kamailio)
 compgen -G '/usr/lib/*/kamailio/modules/db_postgres.so' >/dev/null || missing+=(kamailio-postgres-modules)
 compgen -G '/usr/lib/*/kamailio/modules/tls.so' >/dev/null || missing+=(kamailio-tls-modules)
 have baresip || missing+=(baresip-core)
+# tests/onboarding: a real headless browser, driven through its WebDriver
+have chromium || missing+=(chromium)
+have chromedriver || missing+=(chromium-driver)
 have sipp || missing+=(sip-tester)
 # the same test as install_samba_ad.sh's "already installed" check
 samba_ok=1
