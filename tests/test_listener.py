@@ -6,12 +6,14 @@ Short timeouts and small caps are configured so that every bound is hit in about
 from __future__ import annotations
 
 import contextlib
+import random
 import re
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -160,6 +162,53 @@ def test_bounds_leave_an_ordinary_request_alone(gateway):
     assert data.startswith(b"HTTP/1.1 200 "), data[:100]
     assert parse_config(data.partition(b"\r\n\r\n")[2])["accounts"]
     assert end == "eof"
+
+
+def test_http_1_0_is_served(gateway):
+    with connect(gateway) as sock:
+        sock.sendall(f"GET /provision?{ALICE} HTTP/1.0\r\n\r\n".encode())
+        data, end = read_all(sock)
+    assert data.startswith(b"HTTP/1.1 200 ") and end == "eof"
+
+
+def test_a_raw_fuzz_gets_nothing_but_our_documents(gateway):
+    """Mutated requests: whatever is answered is an XML document; else the line is closed."""
+    rng = random.Random(20261130)
+    base = (f"GET /provision?{ALICE}&version=1.14 HTTP/1.1\r\nHost: gw.example.org\r\n"
+            "User-Agent: Zoiper\r\nConnection: close\r\n\r\n").encode()
+
+    def mutated() -> bytes:
+        data = bytearray(base)
+        for _ in range(rng.randint(1, 4)):
+            at, size = rng.randrange(len(data)), rng.randint(1, 8)
+            choice = rng.random()
+            if choice < 0.4:
+                data[at] = rng.randrange(256)
+            elif choice < 0.7:
+                data[at:at] = bytes(rng.randrange(256) for _ in range(size))
+            else:
+                del data[at:at + size]
+        return bytes(data)
+
+    def exchange(request: bytes) -> tuple[bytes, str]:
+        with connect(gateway) as sock:
+            sock.sendall(request)
+            return read_all(sock, HEADER_TIMEOUT + 3)
+
+    requests = [mutated() for _ in range(150)]
+    with ThreadPoolExecutor(25) as pool:
+        answers = list(pool.map(exchange, requests))
+    answered = 0
+    for request, (data, end) in zip(requests, answers, strict=True):
+        assert end in ("eof", "reset"), request
+        if not data:
+            continue
+        answered += 1
+        head = data.partition(b"\r\n\r\n")[0].lower()
+        assert head.startswith(b"http/1.1 "), (request, data[:200])
+        assert b"\r\ncontent-type: application/xml; charset=utf-8" in head, (request, head)
+        assert b"\r\ncache-control: no-store" in head, (request, head)
+    assert answered > 100, "most mutations get an answer: the test proves something"
 
 
 # -- slow and silent clients ----------------------------------------------------------------
