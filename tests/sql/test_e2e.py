@@ -39,6 +39,23 @@ def tenant(name: str, preset: str, env: str) -> str:
             f"[tenants.{name}.auth]\n{table}[tenants.{name}.source]\n{table}\n")
 
 
+# A source whose query outlives its statement timeout (the server cancels it).
+SLOW = """
+[tenants.slow]
+paths = ["/p/slow"]
+[tenants.slow.auth]
+type = "sql"
+preset = "kamailio"
+url_env = "ZB_PG_URL"
+[tenants.slow.source]
+type = "sql"
+url_env = "ZB_PG_URL"
+statement_timeout = 0.2
+query = '''SELECT username AS sip_user, username AS auth_user, pg_sleep(3)::text AS slept
+           FROM subscriber WHERE username = {identity.username}'''
+"""
+
+
 @pytest.fixture(scope="module")
 def gateway(pg: Scratch, my: Scratch, tmp_path_factory) -> Iterator[Gateway]:
     """One gateway serving every (preset, server) pair as a tenant at /p/PRESET-SERVER."""
@@ -46,7 +63,7 @@ def gateway(pg: Scratch, my: Scratch, tmp_path_factory) -> Iterator[Gateway]:
     config = workdir / "config.toml"
     config.write_text('[server]\nlog_level = "debug"\n\n' + MAPPING + "\n" + "".join(
         tenant(f"{preset}-{server}", preset, f"ZB_{server.upper()}_URL")
-        for preset, server in COMBOS))
+        for preset, server in COMBOS) + SLOW)
     with Gateway(config, workdir, env={"ZB_PG_URL": pg.url, "ZB_MY_URL": my.url}) as gw:
         yield gw
 
@@ -73,6 +90,16 @@ def test_each_preset_provisions_through_the_gateway(gateway, preset, server):
     assert parse_error(wrong.content) == "Wrong username or password."
     for attempt in ("' OR '1'='1", "\\'; DROP TABLE subscriber; --"):
         assert get(gateway, path, attempt, "' OR '1'='1").status_code == 401
+
+
+def test_a_statement_past_its_timeout_is_a_503_with_retry_after(gateway):
+    name, password, _ = USERS[0]
+    start = time.monotonic()
+    slow = get(gateway, "/p/slow", name, password)
+    assert slow.status_code == 503
+    assert int(slow.headers["retry-after"]) > 0
+    assert time.monotonic() - start < 2.5  # cancelled at 0.2 s, not after the 3 s sleep
+    assert "statement timeout (0.2s) exceeded" in gateway.output()
 
 
 def test_tables_are_intact_and_the_dsn_password_is_never_logged(gateway, pg, my):
