@@ -120,7 +120,7 @@ class Colors(Model):
                                    "button text (on_primary) on primary")):
             ratio = contrast(getattr(self, fg), getattr(self, bg))
             if ratio < MIN_CONTRAST:
-                raise problem(f"{what} has a contrast of {ratio:.1f}:1; at least "
+                raise problem(f"{what} has a contrast of {ratio:.2f}:1; at least "
                               f"{MIN_CONTRAST}:1 is needed to be readable (WCAG AA)", key)
         return self
 
