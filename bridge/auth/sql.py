@@ -125,6 +125,16 @@ class SQLAuthConfig(SQLConnection):
         self._resolved = (stores, realm_column, username, frozenset(hidden))
         return self
 
+    @property
+    def bound(self) -> BoundQuery:
+        return self._query
+
+    @property
+    def resolved(self) -> tuple[tuple[tuple[str, str], ...], str | None, str | None,
+                                frozenset[str]]:
+        """((scheme, column), ...), realm column, username column, hidden columns."""
+        return self._resolved
+
 
 class SQLAuthenticator(Authenticator):
     Config = SQLAuthConfig
@@ -133,8 +143,8 @@ class SQLAuthenticator(Authenticator):
 
     def __init__(self, config: SQLAuthConfig) -> None:
         super().__init__(config)
-        self.query = config._query
-        self.stores, self.realm_column, self.username_column, self.hidden = config._resolved
+        self.query = config.bound
+        self.stores, self.realm_column, self.username_column, self.hidden = config.resolved
         self.scheme, self.column = self.stores[0]
         self.salt_column = config.salt_column
         self.salt_position = config.salt_position

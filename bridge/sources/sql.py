@@ -109,14 +109,14 @@ class SQLSource(AccountSource):
             raise InternalError(f"sql {self.db.name}: {problems[0]}")
 
     async def accounts(self, identity: Identity, credentials: Credentials) -> list[Account]:
-        params = bind(self.query, identity, credentials)
+        params = _bind(self.query, identity, credentials)
         columns, rows = await self.db.fetch(self.query, params)
         if self.needed and (problems := _missing(self.needed, frozenset(columns))):
             raise InternalError(f"sql {self.db.name}: {problems[0]}")
         return [Account(_fields(columns, row)) for row in rows]
 
 
-def bind(query: BoundQuery, identity: Identity | None, credentials: Credentials) -> dict[str, Any]:
+def _bind(query: BoundQuery, identity: Identity, credentials: Credentials) -> dict[str, Any]:
     """The parameters of one request (typed: an integer attribute stays an integer)."""
     try:
         return query.bind(Values(credentials, identity).lookup)
