@@ -16,6 +16,7 @@ message the phone would get) and shown as a page.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -118,14 +119,14 @@ class Site:
                 register_secret(raw)
             session = self.sessions.load(request)
             request.scope["session"] = session  # authlib keeps its state here
-            before = dict(session)
+            before = json.dumps(session, sort_keys=True)  # deep: codes are nested dicts
             try:
                 response = await handler(request, session)
             except Exception as exc:
                 response = self.failure(request, session, exc)
             if session.get("cleared"):
                 self.sessions.clear(response, self.secure(request))
-            elif session.fresh or dict(session) != before:
+            elif session.fresh or json.dumps(session, sort_keys=True) != before:
                 self.sessions.save(response, session, self.secure(request))
             response.headers.update(HEADERS)
             response.headers["Cache-Control"] = "no-store"
