@@ -36,7 +36,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.gateway import free_port  # noqa: E402
-from tests.ldap.slapd import Slapd, bind_count  # noqa: E402
+from tests.ldap.slapd import (  # noqa: E402
+    GROUPS_DN,
+    SERVICE_PASSWORD,
+    Slapd,
+    bind_count,
+    operation_count,
+)
 from tests.sql import servers as sql_servers  # noqa: E402
 
 PYTHON = sys.executable
@@ -168,6 +174,7 @@ class Scenario:
     expect: int = 200
     counts: Callable[[Env], dict[str, int]] = field(default=lambda env: {})
     think_ms: int = 0  # per-connection pause between requests: load below saturation
+    environ: dict[str, str] = field(default_factory=dict)  # for the gateway process
 
 
 @dataclass
@@ -304,13 +311,98 @@ ANALYZE subscriber;
 
 def upstream_counts(env: Env) -> dict[str, int]:
     stats = httpx.get(f"http://127.0.0.1:{env.backend_port}/_stats", timeout=5).json()
-    return {"ldap_binds": bind_count(env.monitor), "http": stats["accounts"]}
+    return {"ldap_ops": operation_count(env.monitor), "ldap_binds": bind_count(env.monitor),
+            "http": stats["accounts"]}
+
+
+def ldap_counts(env: Env) -> dict[str, int]:
+    """LDAP operations of every kind (binds, searches, rebinds) and binds, from cn=Monitor."""
+    return {"ldap_ops": operation_count(env.monitor), "ldap_binds": bind_count(env.monitor)}
+
+
+def _server_table(text: str) -> str:
+    """The bench's [server] settings merged into a shipped file's own [server] table."""
+    settings = SERVER_COMMON.replace("\n[server]\n", "")
+    if "\n[server]\n" in text:
+        return text.replace("\n[server]\n", "\n[server]\n" + settings, 1)
+    return SERVER_COMMON + text
+
+
+def shipped_openldap(env: Env) -> str:
+    """deploy/examples/openldap.toml as shipped, pointed at the private slapd (LDAPS).
+
+    Only addresses change: the URIs, and the CA that signed the private server's
+    certificate. Pool, timeouts, TLS, groups (nested member/uniqueMember) and the
+    source stay the file's; the service password comes from LDAP_BIND_PASSWORD.
+    """
+    text = (ROOT / "deploy" / "examples" / "openldap.toml").read_text()
+    old = 'uri = ["ldaps://ldap1.example.org", "ldaps://ldap2.example.org:636"]'
+    assert old in text, "openldap.toml: the uri line moved; update the bench"
+    text = text.replace(old, f'uri = ["{env.slapd.ldaps_uri}"]\nca_file = "{env.slapd.ca_file}"')
+    return _server_table(text)
+
+
+def active_directory_like(env: Env) -> str:
+    """deploy/examples/active-directory.toml's shape on OpenLDAP: search-then-bind over LDAPS,
+    attributes, a canonical name and one required group found by one search per login (AD's
+    in_chain is one search; here member, not nested), accounts from the identity."""
+    return SERVER_COMMON + f"""
+[limits]
+lockout_window = 900.0
+
+[auth]
+type = "ldap"
+uri = ["{env.slapd.ldaps_uri}"]
+ca_file = "{env.slapd.ca_file}"
+bind_dn = "{env.slapd.service_dn}"
+bind_password_env = "LDAP_BIND_PASSWORD"
+username_attribute = "uid"
+
+[auth.user_search]
+base = "{env.slapd.base_dn}"
+scope = "sub"
+filter = "(&(objectClass=inetOrgPerson)(uid={{username}}))"
+
+[auth.attributes]
+displayName = "displayName"
+extension = "telephoneNumber"
+mail = "mail"
+
+[auth.groups]
+required = ["cn=voip,{GROUPS_DN}"]
+membership = "member"
+base = "{env.slapd.base_dn}"
+scope = "sub"
+nested = false
+
+[source]
+type = "ldap"
+from = "identity"
+require = ["extension"]
+
+[mapping.account]
+name = "{{identity.displayName}}"
+username = "{{account.extension}}"
+password = "{{login.password}}"
+SIP_domain = "pbx.example.org"
+SIP_callerId = {{ value = "{{identity.displayName}}", default = "" }}
+SIP_transport_type = "tls"
+"""
+
+
+SERVICE_ENV = {"LDAP_BIND_PASSWORD": SERVICE_PASSWORD}
 
 
 SCENARIOS: dict[str, Scenario] = {
     "a": Scenario("a", "embedded default (file users with scrypt, SQLite)", demo_config,
                   fixed=("alice", "wonderland")),
     "b": Scenario("b", "LDAP direct bind + render", scenario_b, counts=upstream_counts),
+    "ol": Scenario("ol", "deploy/examples/openldap.toml as shipped (search-then-bind, "
+                   "attributes, nested required group; LDAPS, default pool)", shipped_openldap,
+                   counts=ldap_counts, environ=SERVICE_ENV),
+    "ad": Scenario("ad", "AD-like: search-then-bind, attributes, a required group "
+                   "(LDAPS, default pool)", active_directory_like, counts=ldap_counts,
+                   environ=SERVICE_ENV),
     "b-paced": Scenario("b-paced", "(b) at 64 connections paced below saturation "
                         "(20 ms think time)", scenario_b, counts=upstream_counts, think_ms=20),
     "c": Scenario("c", "LDAP search-then-bind + HTTP accounts + render", scenario_c,
@@ -369,7 +461,7 @@ def run_scenario(s: Scenario, env: Env, seconds: float, rnd: int, bare_rps: floa
         lua_env["BENCH_DELAY_MS"] = str(s.think_ms)
     with process([PYTHON, "-m", "bridge.cli", "serve", "--config", str(config),
                   "--port", str(port)], env.workdir / f"gateway-{s.key}.log",
-                 ready_url=base + "/metrics") as proc:
+                 env=s.environ, ready_url=base + "/metrics") as proc:
         wrk(base + "/provision", min(2.0, seconds), s.connections, lua_env)  # warm-up
         before_counts = s.counts(env)
         cpu0 = tree_cpu(proc.pid)

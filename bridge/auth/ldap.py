@@ -29,6 +29,26 @@ domain's defaultNamingContext (read from the root DSE once). An account
 without a userPrincipalName value (bound by its implicit UPN) has no entry to
 find: its identity has no `dn` and the log says why; use [auth.user_search].
 
+Round trips per login (what the benchmark counts with slapd's monitor):
+search-then-bind reads the attributes with the search that finds the entry,
+so the bind is the only other operation. A direct bind (user_dn, or user_upn
+with [auth.user_search]) that needs the entry reads it afterwards: as the
+service account by default (`read_entry_as = "service"`, a second pooled
+connection), or with `read_entry_as = "user"` on the connection the user has
+just bound, right after the bind (no service account connection, and a
+directory that hides entries from the service account still answers). Use
+"user" only where users may read their own entry; an operator can tell with
+`ldapwhoami -x -D USERDN -W` and `ldapsearch -x -D USERDN -W -b USERDN -s base
+ATTRIBUTES`: the entry and the attributes must come back. Where they do not,
+the login is a 500 naming the setting, never a wrong password.
+
+Group lookups ("which groups contain this DN?", the user's at the first level
+and a group's at every nested level) are cached per DN looked up for
+`[auth.groups] cache_ttl` seconds (default 30; 0 turns it off): a change of
+membership takes effect within that time, never later, and a lookup that
+failed is not cached. With memberOf the groups come with the entry and cost no
+lookup at all.
+
 A wrong password is a result (None), not an error; so is an unknown user,
 and so is an AD bind refused with data 52e/525. So is 775 (account locked
 out): AD answers it to ANY password, so telling it apart would confirm to a
@@ -54,7 +74,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PlainValidator
 from pydantic_core import PydanticCustomError
@@ -175,6 +195,8 @@ class GroupPolicy(Checked):
     nested: bool = True
     max_depth: int = Field(8, ge=1, le=64)
     member_uid_attribute: NonEmpty = "uid"
+    cache_ttl: float = Field(30.0, ge=0, le=3600)
+    """Seconds a group lookup is reused; 0: every login asks the directory."""
 
     def rules(self) -> Iterator[PydanticCustomError]:
         if not self.valid("base"):
@@ -227,6 +249,8 @@ class LdapAuthConfig(DirectoryConfig):
     attributes: Attributes = Field(default_factory=dict)
     binary_attributes: Binary = "hex"
     groups: GroupPolicy | None = None
+    read_entry_as: Literal["service", "user"] = "service"
+    """Who reads the entry after a direct bind: the service account, or the user just bound."""
 
     def rules(self) -> Iterator[PydanticCustomError]:
         yield from super().rules()
@@ -249,6 +273,42 @@ class LdapAuthConfig(DirectoryConfig):
         return bool(self.attributes or self.username_attribute or self.groups)
 
 
+GroupHits = tuple[tuple[DnKey, str], ...]  # (dn_key, dn) of each group a lookup found
+
+
+class GroupCache:
+    """What each group lookup found, for `ttl` seconds (monotonic), keyed by its filter.
+
+    Never served past its ttl. Bounded: when `limit` keys are held, expired ones go,
+    then the oldest. A lookup that raised is not stored (an outage is not an answer).
+    """
+
+    def __init__(self, ttl: float, limit: int = 50_000) -> None:
+        self.ttl = ttl
+        self.limit = limit
+        self._hits: dict[str, tuple[float, GroupHits]] = {}
+
+    def get(self, key: str, now: float) -> GroupHits | None:
+        held = self._hits.get(key)
+        if held is None:
+            return None
+        if held[0] <= now:
+            del self._hits[key]
+            return None
+        return held[1]
+
+    def put(self, key: str, hits: GroupHits, now: float) -> None:
+        if self.ttl <= 0:
+            return
+        if len(self._hits) >= self.limit:
+            for k in [k for k, (until, _) in self._hits.items() if until <= now]:
+                del self._hits[k]
+            while len(self._hits) >= self.limit:
+                del self._hits[next(iter(self._hits))]
+        self._hits.pop(key, None)  # re-inserted last: the oldest stay first
+        self._hits[key] = (now + self.ttl, hits)
+
+
 class LdapAuthenticator(Authenticator):
     Config = LdapAuthConfig
 
@@ -258,6 +318,7 @@ class LdapAuthenticator(Authenticator):
         self.directory = config.directory()
         self._client: LdapClient | None = None
         self._base: str | None = None  # defaultNamingContext, for UPN binds ("": none)
+        self.group_cache = GroupCache(config.groups.cache_ttl if config.groups else 0.0)
 
     @property
     def client(self) -> LdapClient:
@@ -312,8 +373,20 @@ class LdapAuthenticator(Authenticator):
             if entry is None:
                 return None
             bind_name = entry.dn
+        as_user = entry is None and lk.needs_entry and lk.read_entry_as == "user"
+        read: list[Entry] = []
+        where = ""
         if by_upn_alone:
             result, dn = await self._bind_by_upn(bind_name, password, username)
+        elif as_user:  # the bind and the read on one connection, one after the other
+            request, where = self._entry_request(bind_name, username)
+            try:
+                result, read = await self.client.bind_and_search(bind_name, password, request)
+            except LdapOperationError as exc:  # from the read: the bind succeeded
+                raise InternalError(f"LDAP: {username!r} bound, but reading its own entry "
+                                    f"failed ({exc}): can users read their own entry? If "
+                                    "not, set read_entry_as = \"service\"") from exc
+            dn = bind_name
         else:
             result, dn = await self.client.bind(bind_name, password), bind_name
         if not result.ok:
@@ -331,7 +404,9 @@ class LdapAuthenticator(Authenticator):
             if result.code == 34:  # a typed name that is not a valid DN part: no such user
                 return None
             raise translate(LdapOperationError(result, f"bind as {bind_name!r}"))
-        if entry is None and lk.needs_entry:
+        if as_user:
+            entry = self._only(read, where, username, "as itself")
+        elif entry is None and lk.needs_entry:
             entry = await self._read_entry(bind_name, username)
         elif entry is None and lk.user_upn is not None and not by_upn_alone:
             # a UPN is not a DN: the search finds it (only the DN is wanted here)
@@ -397,19 +472,27 @@ class LdapAuthenticator(Authenticator):
         Not found (or found twice): InternalError, or None and a warning when only the DN
         was wanted (`required=False`).
         """
-        if self.config.user_search is not None:
-            search = self.config.user_search
+        request, where = self._entry_request(bind_name, username)
+        entries = await self.client.search(request.base, request.scope, request.filter,
+                                           request.attributes, size_limit=request.size_limit)
+        return self._only(entries, where, username, "as the service account", required)
+
+    def _entry_request(self, bind_name: str, username: str) -> tuple[SearchRequest, str]:
+        """How the entry of a user who bound directly is read, and how to name it in a log."""
+        search = self.config.user_search
+        if search is not None:
             flt = render_filter(search.filter, Values(Credentials(username, "")).lookup)
-            entries = await self.client.search(search.base, search.scope, flt, self._wanted(),
-                                               size_limit=2)
-            where = f"{flt} under {search.base!r}"
-        else:
-            entries = await self.client.search(bind_name, Scope.BASE, "(objectClass=*)",
-                                               self._wanted())
-            where = f"the entry {bind_name!r}"
+            return (SearchRequest(search.base, search.scope, flt, self._wanted(), size_limit=2),
+                    f"{flt} under {search.base!r}")
+        return (SearchRequest(bind_name, Scope.BASE, "(objectClass=*)", self._wanted()),
+                f"the entry {bind_name!r}")
+
+    @staticmethod
+    def _only(entries: list[Entry], where: str, username: str, reader: str,
+              required: bool = True) -> Entry | None:
         if len(entries) != 1:
             problem = (f"LDAP: {username!r} bound, but {len(entries)} entries were found "
-                       f"reading {where} (can the service account read it?)")
+                       f"reading {where} {reader} (may it read the entry?)")
             if required:
                 raise InternalError(problem)
             logger.warning("%s: no {identity.dn}", problem)
@@ -473,17 +556,24 @@ class LdapAuthenticator(Authenticator):
 
     async def _nested(self, dn: str, attrs: list[str], policy: GroupPolicy,
                       found: dict[DnKey, str]) -> None:
-        """Groups that contain `dn`, then groups that contain those, to max_depth; no cycles."""
+        """Groups that contain `dn`, then groups that contain those, to max_depth; no cycles.
+
+        With the cache on, each DN is one lookup (its answer reusable by every login
+        whose groups contain it); without, a level is one search (OR of its DNs).
+        """
         seen = {dn_key(dn)}
         frontier = [dn]
         for _ in range(policy.max_depth if policy.nested else 1):
-            clauses = [f"({a}={escape_filter_value(d)})" for d in frontier for a in attrs]
+            clauses = [[f"({a}={escape_filter_value(d)})" for a in attrs] for d in frontier]
+            if self.group_cache.ttl <= 0:
+                flat = [c for per_dn in clauses for c in per_dn]
+                clauses = [flat[i:i + _MAX_OR_CLAUSES]
+                           for i in range(0, len(flat), _MAX_OR_CLAUSES)]
             frontier = []
-            for i in range(0, len(clauses), _MAX_OR_CLAUSES):
-                chunk = clauses[i:i + _MAX_OR_CLAUSES]
+            for chunk in clauses:
                 flt = chunk[0] if len(chunk) == 1 else f"(|{''.join(chunk)})"
-                for group in await self._collect(policy, flt, found):
-                    if (key := dn_key(group)) not in seen:
+                for key, group in await self._collect(policy, flt, found):
+                    if key not in seen:
                         seen.add(key)
                         frontier.append(group)
             if not frontier:
@@ -491,14 +581,19 @@ class LdapAuthenticator(Authenticator):
         logger.debug("LDAP: group nesting of %s deeper than %d levels: stopped there",
                      dn, policy.max_depth)
 
-    async def _collect(self, policy: GroupPolicy, flt: str, found: dict[DnKey, str]) -> list[str]:
+    async def _collect(self, policy: GroupPolicy, flt: str, found: dict[DnKey, str]) -> GroupHits:
+        """The groups one search finds (from the cache within its ttl), added to `found`."""
         assert policy.base is not None
         if policy.filter is not None:
             flt = f"(&{policy.filter.literal}{flt})"
-        entries = await self.client.search(policy.base, policy.scope, flt, ["1.1"])
-        for e in entries:
-            found.setdefault(dn_key(e.dn), e.dn)
-        return [e.dn for e in entries]
+        hits = self.group_cache.get(flt, time.monotonic())
+        if hits is None:
+            entries = await self.client.search(policy.base, policy.scope, flt, ["1.1"])
+            hits = tuple((dn_key(e.dn), e.dn) for e in entries)
+            self.group_cache.put(flt, hits, time.monotonic())
+        for key, dn in hits:
+            found.setdefault(key, dn)
+        return hits
 
 
 def account_refusal(entry: Entry, username: str, now: float | None = None) -> None:

@@ -87,6 +87,24 @@ def bind_count(monitor: Connection) -> int:
     return int(monitor.response[0]["raw_attributes"]["monitorOpCompleted"][0])
 
 
+def operation_count(monitor: Connection) -> int:
+    """LDAP operations of every kind completed since slapd started (binds, searches, ...)."""
+    from ldap3 import BASE
+
+    monitor.search("cn=Operations,cn=Monitor", "(objectClass=*)", BASE,
+                   attributes=["monitorOpCompleted"])
+    return int(monitor.response[0]["raw_attributes"]["monitorOpCompleted"][0])
+
+
+def search_count(monitor: Connection) -> int:
+    """Search operations completed since slapd started (the monitor's own included)."""
+    from ldap3 import BASE
+
+    monitor.search("cn=Search,cn=Operations,cn=Monitor", "(objectClass=*)", BASE,
+                   attributes=["monitorOpCompleted"])
+    return int(monitor.response[0]["raw_attributes"]["monitorOpCompleted"][0])
+
+
 def bound_as(monitor: Connection) -> list[str]:
     """The authorization DN of every open connection ('' = anonymous)."""
     from ldap3 import SUBTREE
