@@ -144,16 +144,21 @@ def gateway(idp: IdPState, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         gw.stop()
 
 
+SHOTS: list[Path] = []  # the screenshot folder of this run, once a test asked for it
+
+
 @pytest.fixture(scope="session")
-def shots(tmp_path_factory: pytest.TempPathFactory,
-          pytestconfig: pytest.Config) -> Iterator[Path]:
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the pages' screenshots go; the folder is printed when the run ends."""
     folder = tmp_path_factory.mktemp("onboarding-screenshots")
-    yield folder
-    reporter: Any = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    names = ", ".join(sorted(p.name for p in folder.glob("*.png")))
-    if reporter is not None:
-        reporter.write_line(f"onboarding screenshots in {folder}: {names}")
+    SHOTS.append(folder)
+    return folder
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for folder in SHOTS:
+        names = ", ".join(sorted(p.name for p in folder.glob("*.png")))
+        terminalreporter.write_line(f"onboarding screenshots in {folder}: {names}")
 
 
 @pytest.fixture(scope="session")
