@@ -881,3 +881,175 @@ async def test_one_tls_policy_for_ldap_and_http(slapd: Slapd,
     auth = make(table(slapd, "ldap3", tls_verify=False))
     auth.directory.make_client()
     assert calls == [(ca, False), (ca, False)]
+
+
+# -- round trips per login (issue 16): counted by slapd's cn=Monitor --------------------------
+
+OPENLDAP_GROUPS = {"required": [VOIP], "membership": ["member", "uniqueMember"],
+                   "base": GROUPS_DN}  # as deploy/examples/openldap.toml: nested by default
+
+
+class Counter:
+    """Searches and binds slapd completed between two reads (the reads' own search excluded)."""
+
+    def __init__(self, server: Slapd) -> None:
+        self.monitor = server.monitor()
+        self.searches, self.binds = self._read()
+        again, _ = self._read()
+        self.own = again - self.searches  # a read's own search, counted by the next read
+        self.searches = again
+
+    def _read(self) -> tuple[int, int]:
+        return slapd_mod.search_count(self.monitor), bind_count(self.monitor)
+
+    async def since(self) -> tuple[int, int]:
+        await asyncio.sleep(0.2)  # let a background anonymous rebind complete
+        searches, binds = self._read()
+        delta = (searches - self.searches - self.own, binds - self.binds)
+        self.searches, self.binds = searches, binds
+        return delta
+
+    def close(self) -> None:
+        self.monitor.unbind()
+
+
+async def test_group_lookups_are_cached_per_dn(monitored_slapd: Slapd, client: str) -> None:
+    """openldap.toml's shape: before (cache_ttl = 0) a login is the user search, the bind
+    and two group searches (alice's groups, then the groups holding those); after, a second
+    login needs the user search and the bind only."""
+    count = Counter(monitored_slapd)
+    try:
+        for ttl, searches in ((0, [3, 3]), (30, [3, 1])):
+            cfg = table(monitored_slapd, client, groups={**OPENLDAP_GROUPS, "cache_ttl": ttl})
+            async with running(cfg) as auth:
+                # opens the connections (service binds are not a login's); dave's groups
+                # are voip only, so alice's first login still looks up phones-unique's
+                assert await login(auth, "dave", USERS["dave"].password) is not None
+                await count.since()
+                for expected in searches:
+                    identity = await login(auth, "alice", ALICE.password)
+                    assert identity is not None
+                    assert identity.groups == {VOIP, GROUPS["phones-unique"].dn}
+                    found, binds = await count.since()
+                    assert found == expected, (ttl, found)
+                    assert 1 <= binds <= 2  # the user's bind (and an anonymous rebind)
+                # the cache holds groups, never a password: a wrong one is still refused
+                assert await login(auth, "alice", "wrong-password") is None
+                # and a failed bind reads no groups: the user search only
+                assert (await count.since())[0] == 1
+    finally:
+        count.close()
+
+
+async def test_a_membership_change_shows_within_the_ttl(monitored_slapd: Slapd,
+                                                        client: str) -> None:
+    from ldap3 import MODIFY_ADD, MODIFY_DELETE, Connection, Server
+
+    ttl = 2.0
+    cfg = table(monitored_slapd, client,
+                groups={"required": [VOIP], "base": GROUPS_DN, "cache_ttl": ttl})
+    admin = Connection(Server(monitored_slapd.host, port=monitored_slapd.port),
+                       monitored_slapd.admin_dn, monitored_slapd.admin_password,
+                       auto_bind=True)
+    try:
+        async with running(cfg) as auth:
+            assert await login(auth, "dave", USERS["dave"].password) is not None
+            started = time.monotonic()
+            assert admin.modify(VOIP, {"member": [(MODIFY_DELETE, [USERS["dave"].dn])]})
+            # within the ttl the cached lookup may still let dave in ...
+            if time.monotonic() - started < ttl / 2:
+                assert await login(auth, "dave", USERS["dave"].password) is not None
+            # ... past it, never
+            await asyncio.sleep(max(0.0, started + ttl + 0.1 - time.monotonic()))
+            with pytest.raises(NotPermitted, match="required groups"):
+                await login(auth, "dave", USERS["dave"].password)
+            # a refusal is cached no longer than an admission
+            assert admin.modify(VOIP, {"member": [(MODIFY_ADD, [USERS["dave"].dn])]})
+            await asyncio.sleep(ttl + 0.1)
+            assert await login(auth, "dave", USERS["dave"].password) is not None
+    finally:
+        admin.unbind()
+
+
+async def test_a_failed_lookup_is_not_cached(slapd: Slapd, client: str) -> None:
+    """A group search that fails (here: a base that does not exist) raises every time; were
+    its failure stored as "no groups", the second login would be a 403 instead."""
+    missing = f"ou=missing,{GROUPS_DN}"
+    async with running(table(slapd, client, groups={"required": [VOIP], "base": missing})) \
+            as auth:
+        for _ in range(2):
+            with pytest.raises(InternalError):
+                await login(auth, "alice", ALICE.password)
+        assert auth.group_cache.get(f"(member={escape_filter_value(ALICE.dn)})",
+                                    time.monotonic()) is None
+
+
+def test_group_cache_expires_and_stays_bounded() -> None:
+    from bridge.auth.ldap import GroupCache
+
+    cache = GroupCache(ttl=10, limit=3)
+    hit = ((dn_key(VOIP), VOIP),)
+    cache.put("(member=a)", hit, now=100)
+    assert cache.get("(member=a)", now=109.9) == hit
+    assert cache.get("(member=a)", now=110) is None  # never past the ttl
+    for i, key in enumerate("bcde"):
+        cache.put(f"(member={key})", (), now=200 + i)
+    assert cache.get("(member=b)", now=205) is None  # the oldest went first
+    assert cache.get("(member=e)", now=205) == ()
+    off = GroupCache(ttl=0)
+    off.put("(member=a)", hit, now=0)
+    assert off.get("(member=a)", now=0) is None
+
+
+DIRECT = {"user_dn": f"uid={{username}},{PEOPLE_DN}", "user_search": None}
+
+
+@pytest.mark.parametrize("read_entry_as", ["service", "user"])
+async def test_direct_bind_reads_the_entry(monitored_slapd: Slapd, client: str,
+                                           read_entry_as: str) -> None:
+    """One bind and one read either way; as the user, no service account connection."""
+    count = Counter(monitored_slapd)
+    try:
+        async with running(table(monitored_slapd, client, read_entry_as=read_entry_as,
+                                 **DIRECT)) as auth:
+            await count.since()
+            identity = await login(auth, "alice", ALICE.password)
+            assert identity is not None
+            assert identity.attributes["displayName"] == ALICE.display_name
+            assert identity.attributes["dn"] == ALICE.dn
+            assert identity.username == "alice"
+            searches, binds = await count.since()
+            assert searches == 1
+            # the user's bind (+ rebind); as the service account also the service bind
+            assert binds <= (2 if read_entry_as == "user" else 3)
+            service = [dn for dn in bound_as(count.monitor) if dn.lower() == SERVICE_DN.lower()]
+            assert bool(service) == (read_entry_as == "service")
+            assert await login(auth, "alice", "wrong-password") is None
+    finally:
+        count.close()
+
+
+async def test_read_as_user_needs_no_service_account(slapd: Slapd, client: str) -> None:
+    """With a refused service password, "user" still logs in: the read was the user's."""
+    cfg = table(slapd, client, read_entry_as="user", bind_password="not-the-password",
+                **DIRECT)
+    async with running(cfg) as auth:
+        assert (await login(auth, "bob", USERS["bob"].password)) is not None
+        assert await login(auth, "bob", "wrong") is None
+    cfg["read_entry_as"] = "service"
+    async with running(cfg) as auth:
+        with pytest.raises(UpstreamUnavailable):
+            await login(auth, "bob", USERS["bob"].password)
+
+
+async def test_read_as_user_that_finds_nothing_names_the_setting(slapd: Slapd,
+                                                                 client: str) -> None:
+    """An entry the user cannot read (here: a filter that matches nothing) is a 500 that
+    says what to change, never a wrong password."""
+    cfg = table(slapd, client, read_entry_as="user", user_dn=f"uid={{username}},{PEOPLE_DN}",
+                user_search={"base": PEOPLE_DN,
+                             "filter": "(&(objectClass=groupOfNames)(uid={username}))"})
+    async with running(cfg) as auth:
+        with pytest.raises(InternalError, match="as itself"):
+            await login(auth, "alice", ALICE.password)
+        assert await login(auth, "alice", "wrong") is None
