@@ -87,10 +87,11 @@ class OidcSignIn:
                                  "start (an old tab, a replay, or a forged link)") from None
             raise AuthenticationFailed(f"onboarding: the provider refused: "
                                        f"{_code(exc.error)}") from None
-        except (JoseError, ValueError) as exc:
+        except JoseError as exc:
+            logger.warning("onboarding: ID token refused: %s", type(exc).__name__)
             raise AuthenticationFailed(f"onboarding: ID token refused: "
                                        f"{type(exc).__name__}") from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, ValueError) as exc:  # unreachable, 5xx, not JSON
             raise UpstreamUnavailable(f"onboarding: token endpoint: "
                                       f"{type(exc).__name__}") from None
         claims = token.get("userinfo")

@@ -159,6 +159,22 @@ def test_oidc_sign_in_with_pkce(browser, gateway, idp: IdPState, shots):
     assert "/sso/onboard/callback" in log
 
 
+@pytest.mark.parametrize("tweak", ["wrong-aud", "bad-sig", "alg-none", "expired"])
+def test_an_id_token_that_does_not_verify_signs_nobody_in(browser, gateway, tweak):
+    """The provider's login works, but its ID token is for another client, forged with
+    another key, unsigned, or expired: the page stays at sign-in."""
+    refused = gateway.output().count("ID token refused")
+    browser.get(gateway.base_url + "/sso/onboard")
+    wait_for(browser, "#sso").click()
+    wait_for(browser, "#u").send_keys(tweak)
+    browser.find_element(By.ID, "p").send_keys(IDP_PASSWORD)
+    browser.find_element(By.ID, "idp-submit").click()
+    assert wait_for(browser, "#error").text == "Wrong username or password."
+    assert browser.find_elements(By.ID, "sso")  # still the sign-in page
+    assert not browser.find_elements(By.CSS_SELECTOR, "figure.code")
+    assert gateway.output().count("ID token refused") > refused  # refused for that reason
+
+
 def test_a_wrong_password_counts_toward_the_phones_limits(browser, gateway, shots):
     sign_in(browser, gateway, "bob", "not-his-password")
     assert wait_for(browser, "#error").text == "Wrong username or password."
