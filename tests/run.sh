@@ -8,7 +8,8 @@
 #   1. Debian packages, only those missing (one "apt-get update" at most):
 #      python3 + python3-venv (only to create .venv), slapd ldap-utils openssl (OpenLDAP
 #      fixture), redis-server, wrk, postgresql, mariadb-server, kamailio + its PostgreSQL and
-#      TLS modules, baresip-core and sip-tester (sipp) (tests/sip), and the Samba AD packages
+#      TLS modules, baresip-core and sip-tester (sipp) (tests/sip), chromium and
+#      chromium-driver (tests/onboarding), and the Samba AD packages
 #      (tests/ad/install_samba_ad.sh).
 #      Services are not started by the packages (a temporary policy-rc.d when none exists).
 #   2. Redis on 127.0.0.1:6379, PostgreSQL on :5432 (trust from loopback), MariaDB on :3306
