@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from pydantic import Field
 
@@ -31,7 +31,7 @@ class Coalescer:
         if (flight := self._flights.get(key)) is not None:
             # shield: one waiter giving up must not cancel the call for the others
             try:
-                return await asyncio.shield(flight)  # type: ignore[return-value]
+                return cast(T, await asyncio.shield(flight))
             except asyncio.CancelledError:
                 if flight.cancelled() and not _cancelling():
                     # the request that made the call went away, not this one

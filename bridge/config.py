@@ -17,7 +17,7 @@ import types
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 from pydantic import (
     BaseModel,
@@ -32,6 +32,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 
 class _Required:
@@ -128,26 +129,27 @@ class Section:
     ) -> builtins.str:
         value = self._get(key, default, builtins.str, "")
         if not isinstance(value, builtins.str):
-            return value
+            return cast(builtins.str, value)  # the default of an absent key (may be None)
         if choices is not None and value not in choices and key in self.data:
             self.problem(key, f"expected one of {', '.join(map(repr, choices))}, "
                               f"received {describe(value)}")
         elif nonempty and key in self.data and not value:
             self.problem(key, "must not be empty")
-        return value
+        return cast(builtins.str, value)
 
     def int(self, key: builtins.str, default: Any = REQUIRED, *, min: builtins.int | None = None,
             max: builtins.int | None = None) -> builtins.int:
-        value = self._get(key, default, builtins.int, 0 if min is None else min)
+        value: builtins.int = self._get(key, default, builtins.int, 0 if min is None else min)
         return self._range(key, value, min, max)
 
     def float(self, key: builtins.str, default: Any = REQUIRED, *,
               min: builtins.float | None = None,
               max: builtins.float | None = None) -> builtins.float:
         value = self._get(key, default, (int, builtins.float), 0.0 if min is None else min)
-        return self._range(key, float(value) if value is not None else value, min, max)
+        number = cast(builtins.float, value if value is None else builtins.float(value))
+        return self._range(key, number, min, max)
 
-    def _range(self, key: builtins.str, value: T, low: Any, high: Any) -> T:
+    def _range(self, key: builtins.str, value: N, low: N | None, high: N | None) -> N:
         if key in self.data and isinstance(value, builtins.int | builtins.float):
             if low is not None and value < low:
                 self.problem(key, f"must be at least {low}, received {value}")
@@ -158,10 +160,11 @@ class Section:
         return value
 
     def bool(self, key: builtins.str, default: Any = REQUIRED) -> builtins.bool:
-        return self._get(key, default, builtins.bool, False)
+        value: builtins.bool = self._get(key, default, builtins.bool, False)
+        return value
 
     def list_str(self, key: builtins.str, default: Any = REQUIRED) -> list[builtins.str]:
-        value = self._get(key, default, list, [])
+        value: list[builtins.str] = self._get(key, default, list, [])
         if key in self.data and isinstance(value, list):
             bad = [v for v in value if not isinstance(v, builtins.str)]
             if bad:

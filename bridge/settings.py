@@ -541,7 +541,7 @@ def _told(spec: BackendSpec, fields: set[str]) -> BackendSpec:
     """The spec of a source that is told the {account.*} fields its mappings need (filled
     in while the file loads, read when the backend is built)."""
     def build() -> Any:
-        backend = spec.factory()
+        backend: Any = spec.factory()
         backend.expect_fields(frozenset(fields))
         return backend
     return BackendSpec(spec.kind, spec.type, build)

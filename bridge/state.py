@@ -15,7 +15,8 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -58,9 +59,10 @@ class MemoryStore(Store):
     The bound matters: an attacker can make every request use a new username.
     """
 
-    def __init__(self, max_entries: int = 100_000, clock: type[time] | None = None) -> None:
+    def __init__(self, max_entries: int = 100_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.max_entries = max_entries
-        self._now = (clock or time).monotonic
+        self._now = clock
         self._data: OrderedDict[str, tuple[float, int | bytes]] = OrderedDict()
 
     def _live(self, key: str) -> tuple[float, int | bytes] | None:
@@ -129,7 +131,8 @@ class RedisStore(Store):
         return ms / 1000 if ms and ms > 0 else 0.0
 
     async def get(self, key: str) -> bytes | None:
-        return await self.client.get(self.prefix + key)
+        value = await self.client.get(self.prefix + key)
+        return value.encode() if isinstance(value, str) else value
 
     async def put(self, key: str, value: bytes, ttl: float) -> None:
         await self.client.set(self.prefix + key, value, px=max(1, int(ttl * 1000)))
@@ -178,7 +181,7 @@ class ResilientStore(Store):
         METRICS.set("bridge_state_store_degraded", 1)
         self._down_until = time.monotonic() + self.retry_interval
 
-    async def _call(self, method: str, *args: object) -> object:
+    async def _call(self, method: str, *args: object) -> Any:
         store = self._choose()
         if store is not None:
             try:
@@ -198,16 +201,19 @@ class ResilientStore(Store):
         return await getattr(self.fallback, method)(*args)
 
     async def hit(self, key: str, window: float, amount: int = 1) -> int:
-        return int(await self._call("hit", key, window, amount))  # type: ignore[call-overload]
+        hits: int = await self._call("hit", key, window, amount)
+        return hits
 
     async def count(self, key: str) -> int:
-        return int(await self._call("count", key))  # type: ignore[call-overload]
+        count: int = await self._call("count", key)
+        return count
 
     async def ttl(self, key: str) -> float:
-        return float(await self._call("ttl", key))  # type: ignore[arg-type]
+        return float(await self._call("ttl", key))
 
     async def get(self, key: str) -> bytes | None:
-        return await self._call("get", key)  # type: ignore[return-value]
+        value: bytes | None = await self._call("get", key)
+        return value
 
     async def put(self, key: str, value: bytes, ttl: float) -> None:
         await self._call("put", key, value, ttl)

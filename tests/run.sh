@@ -15,7 +15,8 @@
 #   2. Redis on 127.0.0.1:6379, PostgreSQL on :5432 (trust from loopback), MariaDB on :3306
 #      (root without a password from loopback): started if installed but not answering.
 #   3. .venv (created if missing) + pip install -e '.[test]'.
-#   4. ruff check bridge tests bench; python -m pytest "$@".
+#   4. ruff check bridge tests bench; mypy --strict on bridge/ (pyproject.toml [tool.mypy]);
+#      python -m pytest "$@".
 # Exit status: non-zero if any step fails, if ruff fails, if pytest fails, or if pytest
 # collected no tests (exit code 5).  Not root and no password-less sudo: packages cannot be
 # installed; the run goes on and the tests needing them skip (or fail when CI=true).
@@ -177,6 +178,10 @@ log "ruff check bridge tests bench"
 lint_rc=0
 .venv/bin/ruff check bridge tests bench || lint_rc=$?
 
+log "mypy (strict, bridge/)"
+type_rc=0
+.venv/bin/mypy || type_rc=$?
+
 log "pytest $*"
 test_rc=0
 .venv/bin/python -m pytest "$@" || test_rc=$?
@@ -188,7 +193,8 @@ elif [[ $test_rc != 0 ]]; then
   echo "FAILED: pytest exit code $test_rc" >&2
 fi
 [[ $lint_rc == 0 ]] || echo "FAILED: ruff check exit code $lint_rc" >&2
-if [[ $test_rc != 0 || $lint_rc != 0 ]]; then
+[[ $type_rc == 0 ]] || echo "FAILED: mypy exit code $type_rc" >&2
+if [[ $test_rc != 0 || $lint_rc != 0 || $type_rc != 0 ]]; then
   echo "tests/run.sh: FAILED after $((SECONDS - T0)) s (CI=${CI:-unset})" >&2
   exit 1
 fi

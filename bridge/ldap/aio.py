@@ -661,7 +661,7 @@ class AsyncLdapClient(LdapClient):
                                          ssl_handshake_timeout=limit)
         if transport is None:
             raise SetupFailed("TLS could not be started")
-        conn.transport = transport  # type: ignore[assignment]
+        conn.transport = transport
 
     # ---- the service account ------------------------------------------------------------------
     async def _open_service(self, loop: asyncio.AbstractEventLoop, server: _Server,

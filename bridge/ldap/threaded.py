@@ -109,7 +109,7 @@ def _result(conn: Connection) -> LdapResult:
                       str(r.get("dn") or ""))
 
 
-class _Tls(Ldap3Tls):
+class _Tls(Ldap3Tls):  # type: ignore[misc]  # ldap3 ships no types
     """TLS with Python's own certificate and host name check, like the asyncio client.
 
     ldap3's check is a backport that cannot match IP SANs on Python >= 3.12 and
@@ -193,7 +193,7 @@ class Ldap3Client(LdapClient):
         with self._lock:
             conns, self._open = list(self._open), set()
         if conns:
-            await asyncio.to_thread(lambda: [self._close_quietly(c) for c in conns])
+            await asyncio.to_thread(self._close_all, conns)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
@@ -323,6 +323,10 @@ class Ldap3Client(LdapClient):
         # an unusable service account is an outage, whatever the code, and it is not tried
         # again on every request (lockout policies)
         raise turn.refused(result)
+
+    def _close_all(self, conns: list[Connection]) -> None:
+        for conn in conns:
+            self._close_quietly(conn)
 
     def _close_quietly(self, conn: Connection) -> None:
         with self._lock:

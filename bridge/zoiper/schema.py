@@ -104,6 +104,8 @@ class Option:
     maximum: int | None = None
     secret: bool = False
     doc: str = ""
+    _choice_set: frozenset[str] = field(init=False, repr=False, compare=False)
+    _range: tuple[int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Derived, not fields: O(1) membership and the effective integer range.
@@ -122,6 +124,7 @@ class Option:
                 # Numbers are text here (a phone number stored as INTEGER is common);
                 # the 32-bit bound is for integer options only.
                 value = str(value)
+            assert isinstance(value, str)
             if _NOT_XML_CHAR.search(value) is not None:
                 raise self._bad_char(value)
             return value
@@ -136,7 +139,7 @@ class Option:
                 return str(value)
             raise self._error("one of " + ", ".join(self.choices), value)
         # INTEGER and ENUMERATION: a whole number, given as int or as plain digits.
-        number = value if t is int else _whole_number(value)
+        number = value if isinstance(value, int) and t is int else _whole_number(value)
         if kind is _ENUMERATION:
             text = str(number) if number is not None and -1000 < number < 1000 else ""
             if text not in self._choice_set:
