@@ -18,6 +18,14 @@ even when it is useless for this user (a 4xx, a body that does not parse, an
 answer over max_bytes, a refused redirect): such errors are raised marked
 `answered`, so one user the upstream does not like never opens the breaker.
 
+Two ways out, one behaviour. A call with an httpx auth flow (OAuth2 client
+credentials, authlib's client) goes through httpx and its aiohttp transport. A
+plain call (the account API, a website login, discovery) goes straight to the
+same aiohttp pool: the same headers, URL bytes, timeouts, redirect checks,
+size limit and error mapping, without building an httpx request and response
+around each exchange (measured: about half the client CPU per call, see
+BENCHMARKS.md). A redirect to follow is handed over to the httpx path.
+
 Failures become UpstreamTimeout / UpstreamUnavailable with the upstream's name,
 the exception class and a secret-free reason (errno name, TLS reason) only:
 httpx and aiohttp messages can carry the URL, whose query may hold a password,
@@ -36,7 +44,9 @@ from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, TypeVar
 
+import aiohttp
 import httpx
+from yarl import URL
 
 from bridge.breaker import answered
 from bridge.errors import (
@@ -49,7 +59,7 @@ from bridge.errors import (
 from bridge.upstream import documents
 from bridge.upstream.config import ConnectionConfig
 from bridge.upstream.templates import Prepared
-from bridge.upstream.transport import AiohttpTransport, describe_failure
+from bridge.upstream.transport import AiohttpTransport, describe_failure, map_failure
 
 logger = logging.getLogger("bridge.upstream")
 
@@ -58,6 +68,8 @@ USER_AGENT = "zoiper-bridge"
 MAX_REDIRECTS = 3
 RETRY_BACKOFF = 0.1  # seconds, times the attempt number
 READY_TIMEOUT = 2.0  # seconds, at most, for a readiness check
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})  # httpx's is_redirect, with a Location
+_CHUNK = 65536
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,12 @@ class UpstreamClient:
         self.config = config
         self.http: httpx.AsyncClient | None = None
         self._ssl: ssl.SSLContext | None = None
+        self._transport: AiohttpTransport | None = None
+        self._direct = False  # plain calls skip httpx (only with httpx's own client class)
+        self._base_headers: list[tuple[str, str]] = []
+        self._timeout = aiohttp.ClientTimeout(sock_connect=config.connect_timeout,
+                                              sock_read=config.read_timeout,
+                                              connect=config.read_timeout)
 
     def ssl_context(self) -> ssl.SSLContext:
         """Built once (it reads the CA bundle and any client certificate)."""
@@ -98,10 +116,11 @@ class UpstreamClient:
     def client_options(self) -> dict[str, Any]:
         """What the httpx client is made with; reads the TLS files (call in start())."""
         c = self.config
+        self._transport = AiohttpTransport(self.ssl_context(), c.max_connections)
         return dict(
             timeout=httpx.Timeout(c.read_timeout, connect=c.connect_timeout,
                                   pool=c.read_timeout),
-            transport=AiohttpTransport(self.ssl_context(), c.max_connections),
+            transport=self._transport,
             follow_redirects=False,  # followed by hand below, one checked hop at a time
             trust_env=False,         # no proxies or .netrc credentials from the environment
             cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),  # never keep cookies
@@ -112,11 +131,17 @@ class UpstreamClient:
         """Open the connection pool; `factory` lets a caller supply a subclass (OAuth2)."""
         if self.http is None:
             self.http = factory(**self.client_options())
+            self._direct = factory is httpx.AsyncClient and self._transport is not None
+            # what httpx would send besides the request's own headers (Host: aiohttp's)
+            self._base_headers = [(k.decode("latin-1"), v.decode("latin-1"))
+                                  for k, v in self.http.headers.raw]
 
     async def close(self) -> None:
         if self.http is not None:
             await self.http.aclose()
             self.http = None
+            self._transport = None
+            self._direct = False
 
     async def call(self, prepared: Prepared, interpret: Callable[[Reply], T],
                    auth: httpx.Auth | None = None) -> T:
@@ -186,10 +211,17 @@ class UpstreamClient:
         """The reply; raise UpstreamError (an unusable answer is raised marked `answered`)."""
         if self.http is None:
             raise InternalError(f"{self.name}: used before start()")
-        headers = [(name.encode("ascii"), value) for name, value in prepared.headers]
-        request = self.http.build_request(prepared.method, prepared.url, headers=headers,
-                                          content=prepared.content)
-        for _hop in range(MAX_REDIRECTS + 1):
+        hops = MAX_REDIRECTS + 1
+        if auth is None and self._direct:
+            first = await self._exchange_direct(prepared)
+            if isinstance(first, Reply):
+                return first
+            request, hops = first, MAX_REDIRECTS  # a redirect to follow: httpx from here
+        else:
+            headers = [(name.encode("ascii"), value) for name, value in prepared.headers]
+            request = self.http.build_request(prepared.method, prepared.url, headers=headers,
+                                              content=prepared.content)
+        for _hop in range(hops):
             response = await self._send(request, auth)
             try:
                 if response.status_code >= 500 or response.status_code == 429:
@@ -201,6 +233,75 @@ class UpstreamClient:
                 await response.aclose()
             request = self._next_hop(request, response)
         raise answered(UpstreamUnavailable(f"{self.name}: more than {MAX_REDIRECTS} redirects"))
+
+    async def _exchange_direct(self, prepared: Prepared) -> Reply | httpx.Request:
+        """One exchange on the aiohttp pool: the Reply, or the redirect's next request."""
+        assert self.http is not None and self._transport is not None
+        session = self._transport.session()
+        own = {name.lower() for name, _ in prepared.headers}
+        headers = [h for h in self._base_headers if h[0].lower() not in own]
+        headers += [(name, value.decode("latin-1")) for name, value in prepared.headers]
+        response = await self._send_direct(session, prepared, headers)
+        try:
+            status = response.status
+            if status >= 500 or status == 429:
+                raise UpstreamUnavailable(f"{self.name}: HTTP {status}")
+            if not (status in _REDIRECTS and "location" in response.headers
+                    and self.config.follow_redirects):
+                content = await self._read_direct(response)
+                return Reply(self.name, status, httpx.Headers(response.raw_headers), content)
+            request = self.http.build_request(
+                prepared.method, prepared.url, content=prepared.content,
+                headers=[(name.encode("ascii"), value) for name, value in prepared.headers])
+            return self._next_hop(request, httpx.Response(status, headers=response.raw_headers,
+                                                          request=request))
+        finally:
+            response.release()  # read to the end: back to the pool; else closed
+
+    async def _send_direct(self, session: aiohttp.ClientSession, prepared: Prepared,
+                           headers: list[tuple[str, str]]) -> aiohttp.ClientResponse:
+        url = URL(str(prepared.url), encoded=True)  # exactly as encoded: no requoting
+        attempt = 0
+        while True:
+            failure: BridgeError | None = None
+            try:
+                return await session.request(prepared.method, url, headers=headers,
+                                             data=prepared.content, allow_redirects=False,
+                                             compress=None, timeout=self._timeout)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                mapped = map_failure(exc)  # aiohttp's text (the URL) is dropped here
+                if isinstance(mapped, httpx.ConnectError | httpx.ConnectTimeout) \
+                        and attempt < self.config.retries:
+                    attempt += 1
+                    logger.warning("%s: %s, retry %d of %d", self.name,
+                                   describe_failure(mapped), attempt, self.config.retries)
+                else:
+                    failure = self._mapped(mapped)
+            if failure is not None:
+                raise failure  # outside the handler: nothing of the request is chained to it
+            await asyncio.sleep(RETRY_BACKOFF * attempt)
+
+    async def _read_direct(self, response: aiohttp.ClientResponse) -> bytes:
+        limit = self.config.max_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise answered(UpstreamUnavailable(f"{self.name}: answer of {declared} bytes is "
+                                               f"over max_bytes = {limit}"))
+        chunks: list[bytes] = []
+        size = 0
+        failure: BridgeError | None = None
+        try:
+            async for chunk in response.content.iter_chunked(_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise answered(UpstreamUnavailable(f"{self.name}: answer is over "
+                                                       f"max_bytes = {limit}, stopped reading"))
+                chunks.append(chunk)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            failure = self._mapped(map_failure(exc))
+        if failure is not None:
+            raise failure  # outside the handler: nothing of the request is chained to it
+        return b"".join(chunks)
 
     async def _send(self, request: httpx.Request, auth: httpx.Auth | None) -> httpx.Response:
         assert self.http is not None

@@ -100,6 +100,7 @@ def describe_failure(exc: BaseException) -> str:
 
 
 def _mapped(exc: BaseException) -> httpx.TransportError:
+    """aiohttp's error as httpx's, with the secret-free reason only (nothing chained)."""
     kind: type[Failure]
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         kind = ConnectTimeout
@@ -160,6 +161,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                                      skip_auto_headers=("User-Agent", "Accept",
                                                         "Accept-Encoding"))
 
+    def session(self) -> aiohttp.ClientSession:
+        """The pool, opened on first use (inside the running loop); shared with direct calls."""
+        if self._session is None:
+            self._session = self._open()
+        return self._session
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._session is None:
             self._session = self._open()  # inside the running loop
@@ -191,3 +198,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+map_failure = _mapped  # for callers that use the session directly (bridge.upstream.client)
