@@ -631,3 +631,54 @@ def test_ready_times_out_quickly_on_a_silent_upstream():
         with pytest.raises(UpstreamTimeout, match="ReadTimeout"):
             ready(src)
         assert len(silent.heads) == 1  # asked once, never retried
+
+
+class _PassThrough:
+    """An httpx auth flow that changes nothing: forces a call through httpx."""
+
+    requires_request_body = False
+    requires_response_body = False
+
+    def auth_flow(self, request: Any) -> Any:
+        yield request
+
+    async def async_auth_flow(self, request: Any) -> Any:
+        yield request
+
+    def sync_auth_flow(self, request: Any) -> Any:
+        yield request
+
+
+@pytest.mark.parametrize("body", ["", '\n[json]\nuser = "{identity.username}"\nn = 1\n'])
+def test_a_plain_call_sends_what_httpx_would(portal, body):
+    """Plain calls skip httpx (issue 16): the upstream must receive the same bytes either way."""
+    import httpx
+
+    from bridge.upstream.templates import Values
+
+    extra = ('method = "POST"\n' if body else "") + """
+[query]
+login = "{identity.username}"
+[headers]
+X-Customer = "{identity.username} &=?"
+""" + body
+    src = source(portal, extra=extra)
+    identity = Identity("al ice+&=?ü/x", {})
+
+    async def both() -> list[Any]:
+        async with started(src):
+            assert src.upstream._direct  # the plain path is the one taken below
+            prepared = src.request.prepare(Values(Credentials("u", "p"), identity))
+            direct = await src.upstream.call(prepared, lambda r: r)
+            flow = type("Flow", (_PassThrough, httpx.Auth), {})()
+            through_httpx = await src.upstream.call(prepared, lambda r: r, flow)
+            return [direct, through_httpx]
+
+    direct, through_httpx = asyncio.run(both())
+    a, b = portal.seen
+    assert (a.method, a.raw_path, a.query, a.body) == (b.method, b.raw_path, b.query, b.body)
+    assert a.headers == b.headers
+    assert b"al%20ice%2B%26%3D%3F%C3%BC%2Fx" in a.raw_path
+    assert a.headers["x-customer"].endswith(" &=?")
+    assert (direct.status, direct.content) == (through_httpx.status, through_httpx.content)
+    assert direct.headers.get("content-type") == through_httpx.headers.get("content-type")
