@@ -1,25 +1,35 @@
 """The Starlette application: one route per profile (and its token endpoint), one error
-mapping, backends in the lifespan."""
+mapping, backends in the lifespan, and a reload on SIGHUP.
+
+A configuration's routes, gateway and backends form a `Generation`; a reload
+validates the file, starts the next generation, swaps the router's routes in
+one step and closes the previous backends once their requests are done."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import URLPath
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.clientaddr import client_address
+from bridge.config import ConfigError
 from bridge.errors import (
     BadRequest,
     BridgeError,
@@ -28,11 +38,18 @@ from bridge.errors import (
     NotFound,
     XMLResponse,
 )
-from bridge.logs import AccessLogMiddleware, register_secret
+from bridge.logs import (
+    AccessLogMiddleware,
+    RequestIdMiddleware,
+    audit,
+    register_secret,
+    set_credential_params,
+)
+from bridge.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bridge.metrics import METRICS, watch_event_loop
 from bridge.params import credentials_from_query
 from bridge.runtime import Runtime
-from bridge.settings import Profile, Settings
+from bridge.settings import Profile, Settings, load
 from bridge.tokens.service import TokenDesk, TokenService
 
 logger = logging.getLogger("bridge.app")
@@ -95,11 +112,31 @@ class StrictTransportSecurityMiddleware:
 HSTS = (b"strict-transport-security", b"max-age=31536000")
 
 
-# With a thousand requests in flight the default thresholds (700, 10, 10) made the
-# collector run 16 full passes in 8 s: a quarter of the CPU, pauses of ~100 ms
-# (bench/loop_blocking.py). Requests free almost everything by reference counting;
-# rarer young collections and much rarer full ones cost little memory.
-GC_THRESHOLDS = (50_000, 20, 100)
+# The collector, measured at 1,000 connections (bench/loop_blocking.py): the default
+# thresholds (700, 10, 10) ran 16 full passes in 8 s, a quarter of the CPU. Requests
+# leave almost no cyclic garbage (~0.5 objects each), but while 1,000 are in flight
+# some 200 objects each are alive: a pass over older generations walks all of them
+# (130-190 ms), however rare. So only the youngest generation is collected by itself,
+# in small steps; older ones (second and third thresholds out of reach) are collected
+# whole by `full_collections` when the worker has no request in flight, and under
+# saturation without a pause at most every GC_FULL_FORCED seconds.
+GC_THRESHOLDS = (10_000, 1 << 30, 1 << 30)
+GC_FULL_EVERY = 10.0    # seconds at least between two full passes
+GC_FULL_FORCED = 60.0   # seconds at most without one (bounds cyclic garbage)
+
+
+async def full_collections(poll: float = 1.0) -> None:
+    """Full collections off the request path: when no request task is alive."""
+    last = time.monotonic()
+    quiet = len(asyncio.all_tasks())  # the lifespan's own: the fewest ever seen
+    while True:
+        await asyncio.sleep(poll)
+        tasks = len(asyncio.all_tasks())
+        quiet = min(quiet, tasks)
+        since = time.monotonic() - last
+        if since >= GC_FULL_FORCED or (since >= GC_FULL_EVERY and tasks <= quiet):
+            gc.collect()
+            last = time.monotonic()
 
 
 class Gateway:
@@ -153,26 +190,30 @@ def _host(request: Request) -> str | None:
     return host.rpartition(":")[0].lower() if host.count(":") == 1 else host.lower()
 
 
-def create_app(settings: Settings) -> Starlette:
-    gateway = Gateway(settings)
-    log_failure = FailureLog()
+def _routes(gen: Generation) -> list[BaseRoute]:
+    """Every route of one configuration; its handlers use that configuration only."""
+    settings, gateway, tokens, log_failure = gen.settings, gen.gateway, gen.tokens, gen.log_failure
 
     async def provision(request: Request) -> Response:
         METRICS.inc("bridge_requests_total")
+        started = time.perf_counter()
         policy: ErrorPolicy = settings.errors
+        profile_name, tenant, username, client = "-", None, None, None
         try:
             host = _host(request)
             path = request.scope["path"]
             profile = gateway.profile(path, host)
-            policy = profile.errors
+            profile_name, policy = profile.name, profile.errors
             client = gateway.client(request)
             credentials = credentials_from_query(request.scope["query_string"], profile.query,
                                                  client, request.headers.get("authorization"))
             register_secret(credentials.password)
+            username = credentials.username
             logger.debug("request for %r (version %s) from %s", credentials.username,
                          credentials.version, client)
             route = gateway.build().route(profile, path, host,
                                           credentials.username)
+            tenant = route.pipeline.name
             if route.username != credentials.username:
                 credentials = replace(credentials, username=route.username)
             body = await route.provisioner.provision(credentials, route.pipeline)
@@ -180,11 +221,14 @@ def create_app(settings: Settings) -> Starlette:
             log_failure(exc)
             response = policy.response(exc)
             METRICS.inc(f"bridge_responses_{response.status_code}_total")
+            audit(profile=profile_name, tenant=tenant, username=username,
+                  client=client or _peer(request), status=response.status_code, started=started)
             return response
         METRICS.inc("bridge_responses_200_total")
+        audit(profile=profile_name, tenant=tenant, username=username,
+              client=client or _peer(request), status=200, started=started)
         return XMLResponse(body)
 
-    tokens = TokenService(settings) if settings.tokens else None
     desks: dict[str, TokenDesk] = {}
 
     def token_endpoint(profile: Profile) -> Callable[[Request], Awaitable[Response]]:
@@ -194,6 +238,7 @@ def create_app(settings: Settings) -> Starlette:
 
         async def provision_token(request: Request) -> Response:
             METRICS.inc("bridge_token_requests_total")
+            started = time.perf_counter()
             try:
                 token = request.path_params["token"]
                 register_secret(token)
@@ -211,48 +256,40 @@ def create_app(settings: Settings) -> Starlette:
                 if isinstance(exc, MethodNotAllowed):
                     response.headers["Allow"] = "GET"
                 METRICS.inc(f"bridge_token_responses_{response.status_code}_total")
+                audit(profile=profile.name, tenant="token", username=None,
+                      client=gateway.client(request), status=response.status_code,
+                      started=started)
                 return response
             METRICS.inc("bridge_token_responses_200_total")
+            audit(profile=profile.name, tenant="token", username=None,
+                  client=gateway.client(request), status=200, started=started)
             return XMLResponse(body)
 
         return provision_token
 
     async def metrics(request: Request) -> Response:
-        return Response(METRICS.render(), media_type="text/plain; version=0.0.4")
+        return Response(METRICS.render(), media_type=METRICS_CONTENT_TYPE)
 
-    async def http_exception(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        mapped = {404: NotFound, 405: MethodNotAllowed}.get(exc.status_code, BadRequest)
-        return settings.errors.response(mapped(exc.detail))
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok\n", headers={"Cache-Control": "no-store"})
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        METRICS.set("bridge_event_loop_lag_max_seconds", 0.0)
-        watcher = asyncio.create_task(watch_event_loop())
-        try:
-            async with gateway.build().running(), (tokens.running() if tokens
-                                                   else contextlib.nullcontext()):
-                # Everything alive now (modules, settings, pools) lives as long as the
-                # process: keep it out of the collector's full passes, which otherwise
-                # held the event loop for up to ~12 ms under load.
-                gc.collect()
-                gc.freeze()
-                gc.set_threshold(*GC_THRESHOLDS)
-                yield
-        finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+    async def readyz(request: Request) -> Response:
+        unready = await gateway.build().unready(settings.server.ready_timeout)
+        for where, why in unready:
+            logger.warning("not ready: [%s] %s", where, why)
+        status = 503 if unready else 200
+        return PlainTextResponse("not ready\n" if unready else "ready\n", status,
+                                 headers={"Cache-Control": "no-store"})
 
-    token_paths = {p.token_path: p for p in settings.profiles if p.token_path}
-    middleware = [Middleware(StrictTransportSecurityMiddleware)]
-    if settings.server.access_log:  # a token endpoint's path ends with the token: masked
-        middleware.insert(0, Middleware(AccessLogMiddleware, masked_prefixes=list(token_paths)))
-    routes = [Route(path, provision, methods=["GET"]) for path in gateway.by_path]
-    if settings.server.metrics_path:
-        routes.append(Route(settings.server.metrics_path, metrics, methods=["GET"]))
+    server = settings.server
+    routes: list[BaseRoute] = [Route(path, provision, methods=["GET"])
+                               for path in gateway.by_path]
+    for path, endpoint in ((server.metrics_path, metrics), (server.healthz_path, healthz),
+                           (server.readyz_path, readyz)):
+        if path:
+            routes.append(Route(path, endpoint, methods=["GET"]))
     routes += [Route(path + "{token}", token_endpoint(profile), methods=["GET"])
-               for path, profile in token_paths.items()]
+               for path, profile in gen.token_paths.items()]
     if tokens is not None and tokens.config.admin.enabled:
         from bridge.tokens.admin import admin_routes
 
@@ -261,12 +298,225 @@ def create_app(settings: Settings) -> Starlette:
         from bridge.onboarding.site import onboarding_routes
 
         routes += onboarding_routes(settings, gateway, tokens)
+    return routes
+
+
+def _peer(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+class Generation:
+    """One configuration: its settings, gateway, token service and routes.
+
+    Every route counts its requests on this generation's runtime, so a reload
+    (which builds the next generation and swaps the router's routes in one
+    step) can close this one's backends once the requests it took are done.
+    """
+
+    def __init__(self, settings: Settings, log_failure: FailureLog) -> None:
+        self.settings = settings
+        self.gateway = Gateway(settings)
+        self.tokens = TokenService(settings) if settings.tokens else None
+        self.log_failure = log_failure
+        self.token_paths = {p.token_path: p for p in settings.profiles if p.token_path}
+        server = settings.server
+        self.quiet_paths = {p for p in (server.healthz_path, server.readyz_path) if p}
+        self.routes: list[BaseRoute] = [_Counted(route, self.gateway.build)
+                                        for route in _routes(self)]
+        self._stack = contextlib.AsyncExitStack()
+
+    async def start(self) -> None:
+        """Open the backends (and the token service); on failure, close what opened."""
+        try:
+            await self._stack.enter_async_context(self.gateway.build().running())
+            if self.tokens is not None:
+                await self._stack.enter_async_context(self.tokens.running())
+        except BaseException:
+            await self._stack.aclose()
+            raise
+
+    async def close(self, grace: float) -> None:
+        """Close the backends once the requests in flight are done (at most `grace` s)."""
+        runtime = self.gateway.build()
+        if not await runtime.drain(grace):
+            logger.warning("closing the previous configuration's backends with %d request(s) "
+                           "still in flight", runtime.in_flight)
+        await self._stack.aclose()
+
+    def trusts(self, peer: str | None) -> bool:
+        """Whether `peer` is one of [server] trusted_proxies (may name the request id)."""
+        if peer is None or not self.gateway.proxies:
+            return False
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(address in network for network in self.gateway.proxies)
+
+
+class _Counted(BaseRoute):
+    """A route whose requests count as in flight on the runtime that serves them."""
+
+    def __init__(self, route: BaseRoute, runtime: Callable[[], Runtime]) -> None:
+        self.route = route
+        self.runtime = runtime
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        return self.route.matches(scope)
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        return self.route.url_path_for(name, **path_params)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with self.runtime().serving():
+            await self.route.handle(scope, receive, send)
+
+
+# [server] keys a reload cannot apply to a running process: they need a restart.
+RESTART_KEYS = ("host", "port", "workers", "tls_certificate", "tls_key", "access_log",
+                "log_level", "log_format", "header_timeout", "idle_timeout",
+                "max_target_length", "max_header_size", "max_headers", "max_connections",
+                "max_connections_per_address", "connection_cap_exempt")
+
+
+class Reloader:
+    """The generation being served, and SIGHUP: validate, build, start, swap, retire.
+
+    An invalid file or a backend that fails to start is logged and changes
+    nothing. The swap is one assignment of the router's routes (no await in
+    between), so each request is served wholly by one configuration.
+    """
+
+    def __init__(self, first: Generation, path: Path | None,
+                 masked: list[str], quiet: set[str]) -> None:
+        self.router: Router | None = None  # the application's, once it exists
+        self.current = first
+        self.path = path
+        self.masked, self.quiet = masked, quiet
+        self._lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[Any]] = set()
+
+    async def reload(self) -> bool:
+        """Serve the configuration file as it is now; False (and a log line) if it cannot."""
+        async with self._lock:
+            if self.path is None:
+                logger.warning("reload requested, but no configuration file to read again")
+                return False
+            try:
+                settings = await asyncio.to_thread(load, self.path)
+            except ConfigError as exc:
+                logger.error("configuration %s not reloaded: %d problem(s): %s; still serving "
+                             "the previous one", self.path, len(exc.problems),
+                             "; ".join(exc.problems))
+                return False
+            old = self.current
+            changed = [k for k in RESTART_KEYS
+                       if getattr(settings.server, k) != getattr(old.settings.server, k)]
+            if changed:
+                logger.warning("[server] %s changed: applied at the next restart, not by a "
+                               "reload", ", ".join(changed))
+            new = Generation(settings, old.log_failure)
+            try:
+                await new.start()
+            except Exception as exc:
+                logger.error("configuration %s not reloaded: its backends did not start (%s); "
+                             "still serving the previous one", self.path,
+                             getattr(exc, "detail", "") or type(exc).__name__)
+                return False
+            set_credential_params(sorted({*credential_params(old.settings),
+                                          *credential_params(settings)}))
+            # -- the swap: no await from here to the end of the block --
+            self.current = new
+            if self.router is not None:
+                self.router.routes = new.routes
+            self.masked[:] = new.token_paths
+            self.quiet.clear()
+            self.quiet.update(new.quiet_paths)
+            task = asyncio.create_task(old.close(old.settings.server.deadline + 5))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+            logger.info("configuration reloaded from %s", self.path)
+            return True
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[None]:
+        """Start the first generation, reload on SIGHUP, close whatever is current at the end."""
+        await self.current.start()
+        loop = asyncio.get_running_loop()
+        hup = self.path is not None
+        if hup:
+            try:
+                loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+            except (ValueError, RuntimeError):  # not the main thread (an in-process test)
+                hup = False
+        try:
+            yield
+        finally:
+            if hup:
+                loop.remove_signal_handler(signal.SIGHUP)
+            async with self._lock:
+                if self._retiring:
+                    await asyncio.gather(*self._retiring, return_exceptions=True)
+                await self.current.close(self.current.settings.server.deadline)
+
+    def _on_hup(self) -> None:
+        task = asyncio.create_task(self.reload())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+
+def credential_params(settings: Settings) -> list[str]:
+    """The query parameters that carry passwords: no log line may show their values."""
+    return sorted({profile.query.password for profile in settings.profiles})
+
+
+def create_app(settings: Settings, reload_from: Path | None = None) -> Starlette:
+    """The gateway for `settings`; with `reload_from`, SIGHUP serves that file anew."""
+    first = Generation(settings, FailureLog())
+    # read per request, so that a reload can change them in place
+    masked: list[str] = list(first.token_paths)  # a token endpoint's path ends with the token
+    quiet: set[str] = set(first.quiet_paths)
+    reloader = Reloader(first, reload_from, masked, quiet)
+
+    async def http_exception(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        mapped = {404: NotFound, 405: MethodNotAllowed}.get(exc.status_code, BadRequest)
+        return reloader.current.settings.errors.response(mapped(exc.detail))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        METRICS.set("bridge_event_loop_lag_max_seconds", 0.0)
+        watcher = asyncio.create_task(watch_event_loop())
+        collector = asyncio.create_task(full_collections())
+        try:
+            async with reloader.serving():
+                # Everything alive now (modules, settings, pools) lives as long as the
+                # process: keep it out of the collector's full passes, which otherwise
+                # held the event loop for up to ~12 ms under load.
+                gc.collect()
+                gc.freeze()
+                gc.set_threshold(*GC_THRESHOLDS)
+                yield
+        finally:
+            for task in (watcher, collector):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    middleware = [Middleware(RequestIdMiddleware,
+                             trusted=lambda peer: reloader.current.trusts(peer))]
+    if settings.server.access_log:
+        middleware.append(Middleware(AccessLogMiddleware, masked_prefixes=masked,
+                                     quiet_paths=quiet))
+    middleware.append(Middleware(StrictTransportSecurityMiddleware))
     app = Starlette(
-        routes=routes,
+        routes=first.routes,
         middleware=middleware,
         exception_handlers={HTTPException: http_exception},
         lifespan=lifespan,
     )
+    reloader.router = app.router
     # "/provision/?user=..&password=.." must not become a redirect that echoes the query.
     app.router.redirect_slashes = False
+    app.state.reloader = reloader
     return app

@@ -7,9 +7,11 @@ import asyncio
 import contextlib
 import getpass
 import logging.config
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TypedDict
 
 from bridge.config import ConfigError
 from bridge.settings import Settings, load, load_demo
@@ -35,7 +37,7 @@ def _report(exc: ConfigError, path: str | None) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from bridge.app import create_app
+    from bridge.app import create_app, credential_params
     from bridge.listener import raise_file_limit, uvicorn_options
     from bridge.logs import logging_config
 
@@ -47,8 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(DEMO_WARNING, file=sys.stderr, end="")
     server = settings.server
     # every log line is scrubbed of these parameters' values, whatever logged it
-    credential_params = sorted({profile.query.password for profile in settings.profiles})
-    log_config = logging_config(server.log_level, credential_params)
+    log_config = logging_config(server.log_level, credential_params(settings), server.log_format)
     if warning := raise_file_limit(server.listener):
         print(warning, file=sys.stderr)
     workers = args.workers or server.workers
@@ -68,11 +69,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         **uvicorn_options(server.listener, settings.errors.messages,
                           settings.errors.retry_after, tls=server.tls_certificate is not None),
     )
+    config_path = Path(args.config).resolve() if args.config else None
     if workers > 1:
         from bridge.server import run
 
-        return run(str(Path(args.config).resolve()) if args.config else None, workers, common)
-    uvicorn.run(create_app(settings), **common)
+        return run(str(config_path) if config_path else None, workers, common)
+    # SIGHUP reloads (installed by the app's lifespan); until then it must not kill us
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    uvicorn.run(create_app(settings, reload_from=config_path), **common)
     return 0
 
 
@@ -184,24 +188,62 @@ def cmd_hash(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("zoiper-bridge")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+class _Epilog(TypedDict):
+    epilog: str
+    formatter_class: type[argparse.HelpFormatter]
+
+
+def _example(*lines: str) -> _Epilog:
+    """argparse keywords for a command's epilog: examples shown as written."""
+    return {"epilog": "example:\n" + "\n".join(f"  {line}" for line in lines),
+            "formatter_class": argparse.RawDescriptionHelpFormatter}
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="zoiper-bridge", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="zoiper-bridge", description="Provisioning gateway for Zoiper phones.",
+        **_example("zoiper-bridge check-config /etc/zoiper-bridge/config.toml",
+                   "zoiper-bridge serve --config /etc/zoiper-bridge/config.toml",
+                   "zoiper-bridge <command> --help   (an example for each command)"))
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("serve", help="run the gateway (the built-in demo without --config)")
+    s = sub.add_parser(
+        "serve", help="run the gateway (the built-in demo without --config)",
+        description="Run the gateway. SIGHUP reloads the configuration file (an invalid "
+                    "one is logged and the running configuration kept); SIGTERM stops "
+                    "after the requests in flight.",
+        **_example("zoiper-bridge serve --config /etc/zoiper-bridge/config.toml --workers 2",
+                   "kill -HUP $(pidof -s zoiper-bridge)   # reload"))
     s.add_argument("--config", help="configuration file (TOML)")
     s.add_argument("--host", help="address to listen on (default from config, 127.0.0.1)")
     s.add_argument("--port", type=int, help="port to listen on (default from config, 8080)")
     s.add_argument("--workers", type=int, help="worker processes (default from config, 1)")
     s.set_defaults(func=cmd_serve)
 
-    c = sub.add_parser("check-config", help="validate a configuration file and exit")
+    c = sub.add_parser(
+        "check-config", help="validate a configuration file and exit",
+        description="Validate a configuration file: every problem is listed (exit 2).",
+        **_example("zoiper-bridge check-config --connect /etc/zoiper-bridge/config.toml"))
     c.add_argument("path")
     c.add_argument("--connect", action="store_true",
                    help="also start every backend and check that it can serve (exit 1 if not)")
     c.set_defaults(func=cmd_check)
 
-    r = sub.add_parser("render", help="print what a user would receive (password on stdin)")
+    r = sub.add_parser(
+        "render", help="print what a user would receive (password on stdin)",
+        description="Print the document a user would receive, through the real backends.",
+        **_example("echo \"$PASSWORD\" | zoiper-bridge render --config config.toml "
+                   "--username alice"))
     r.add_argument("--config", help="configuration file (TOML); the demo without it")
     r.add_argument("--username", required=True)
     r.add_argument("--profile", default="default",
@@ -209,7 +251,11 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--host", help="the Host the phone would ask (for tenants chosen by host)")
     r.set_defaults(func=cmd_render)
 
-    h = sub.add_parser("hash-password", help="print a password hash for the users file")
+    h = sub.add_parser(
+        "hash-password", help="print a password hash for the users file",
+        description="Print a scrypt hash for the users file (password asked twice on a "
+                    "terminal, else read from stdin).",
+        **_example("zoiper-bridge hash-password          # asks for the password"))
     h.add_argument("--cost", type=int, default=15, choices=range(10, 23), metavar="LOG2_N",
                    help="scrypt cost as log2(N), 10-22 (default 15)")
     h.add_argument("--md5", action="store_true",

@@ -11,6 +11,12 @@ them in a context variable, which follows the request into tasks and worker
 threads. Third, the formatter masks the value of every configured credential
 parameter (`password=...`, `password%3D...`, `"password": "..."`), whoever's
 it is: the names come from the configuration at start-up.
+
+Every line logged while a request is served carries its request id (from a
+trusted proxy's X-Request-ID, else generated; returned in the response), as
+text for a terminal or as one JSON object per line for a log pipeline. Each
+provisioning attempt also writes one audit line (logger `bridge.audit`) whose
+fixed-position client address deploy/fail2ban/ matches.
 """
 
 from __future__ import annotations
@@ -18,10 +24,13 @@ from __future__ import annotations
 import binascii
 import contextvars
 import hashlib
+import json
 import logging
 import re
+import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote, quote_plus
 
@@ -38,7 +47,11 @@ _secrets: contextvars.ContextVar[tuple[_Secret, ...]] = contextvars.ContextVar(
     "bridge_secrets", default=()
 )
 
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("bridge_request_id",
+                                                                  default="-")
+
 access_logger = logging.getLogger("bridge.access")
+audit_logger = logging.getLogger("bridge.audit")
 
 
 _ESCAPE = re.compile(r"%[0-9A-F]{2}")
@@ -158,13 +171,43 @@ class RedactingFormatter(logging.Formatter):
             set_credential_params(credential_params)
 
     def format(self, record: logging.LogRecord) -> str:
+        rid = _request_id.get()
+        record.request_id = rid
+        record.request = "" if rid == "-" else f" request_id={rid}"
         return redact(super().format(record))
 
+
+class JSONFormatter(RedactingFormatter):
+    """One JSON object per line: time, level, logger, request_id, message (+ audit fields).
+
+    Each string is redacted before encoding: a secret with a character JSON
+    escapes would otherwise no longer appear verbatim in the line, and slip by.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "request_id": _request_id.get(),
+            "message": record.getMessage(),
+        }
+        entry.update(getattr(record, "audit", None) or {})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        clean = {key: redact(value) if isinstance(value, str) else value
+                 for key, value in entry.items()}
+        return json.dumps(clean, ensure_ascii=False)
+
+
+# The request id last, and only within a request: lines keep the form "LEVEL logger: text".
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s%(request)s"
 
 _LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 
-def logging_config(level: str = "info", credential_params: Sequence[str] = ()) -> dict[str, Any]:
+def logging_config(level: str = "info", credential_params: Sequence[str] = (),
+                   log_format: Literal["text", "json"] = "text") -> dict[str, Any]:
     """A dictConfig for our loggers and uvicorn's, all through the redacting formatter.
 
     `credential_params`: the configured password parameter names (see `redact`);
@@ -179,8 +222,8 @@ def logging_config(level: str = "info", credential_params: Sequence[str] = ()) -
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": {
-            "()": "bridge.logs.RedactingFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+            "()": f"bridge.logs.{'JSON' if log_format == 'json' else 'Redacting'}Formatter",
+            "fmt": TEXT_FORMAT,
             "credential_params": list(credential_params),
         }},
         "handlers": {"default": handler},
@@ -197,19 +240,69 @@ def logging_config(level: str = "info", credential_params: Sequence[str] = ()) -
     }
 
 
+# What a proxy may hand on: no spaces, quotes or control characters to forge log lines.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@+=/-]{1,128}")
+
+
+def current_request_id() -> str:
+    return _request_id.get()
+
+
+class RequestIdMiddleware:
+    """X-Request-ID: taken from a trusted proxy when well-formed, else generated; echoed.
+
+    Set outermost, so the access log, the audit line and everything the request
+    logs below (in tasks and threads too: a context variable) carry it.
+    `trusted(peer)` says whether the direct peer may name the id.
+    """
+
+    def __init__(self, app: ASGIApp, trusted: Callable[[str | None], bool]) -> None:
+        self.app = app
+        self.trusted = trusted
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
+        peer = scope["client"][0] if scope.get("client") else None
+        rid = ""
+        if given is not None and self.trusted(peer):
+            text = given.decode("latin-1")
+            if _REQUEST_ID.fullmatch(text):
+                rid = text
+        rid = rid or secrets.token_hex(8)
+        token = _request_id.set(rid)
+        header = (b"x-request-id", rid.encode("ascii"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            _request_id.reset(token)
+
+
 class AccessLogMiddleware:
     """One line per request: client, method, path (never the query), status, time.
 
     A path under one of `masked_prefixes` (a token endpoint: the rest of the path
-    is a one-time token) is logged as the prefix followed by the mask.
+    is a one-time token) is logged as the prefix followed by the mask. Paths in
+    `quiet_paths` (health probes, every few seconds) are not logged. Both are
+    read per request, so a reload can change them in place.
     """
 
-    def __init__(self, app: ASGIApp, masked_prefixes: Sequence[str] = ()) -> None:
+    def __init__(self, app: ASGIApp, masked_prefixes: Sequence[str] = (),
+                 quiet_paths: Collection[str] = ()) -> None:
         self.app = app
-        self.masked_prefixes = tuple(masked_prefixes)
+        self.masked_prefixes = masked_prefixes
+        self.quiet_paths = quiet_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in self.quiet_paths:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
@@ -239,3 +332,31 @@ class AccessLogMiddleware:
                 scope.get("http_version", "1.1"), status,
                 (time.perf_counter() - start) * 1000,
             )
+
+
+def audit(*, profile: str, tenant: str | None, username: str | None, client: str | None,
+          status: int, started: float) -> None:
+    """One line per provisioning attempt, for people and for fail2ban.
+
+    The client address comes first after a fixed prefix, so that nothing the
+    phone sends (the username is quoted, after it) can move what a filter reads.
+    """
+    outcome = _outcome(status)
+    duration = (time.perf_counter() - started) * 1000
+    fields = {"profile": profile, "tenant": tenant or "-", "username": username,
+              "client": client or "-", "outcome": outcome, "status": status,
+              "duration_ms": round(duration, 1)}
+    audit_logger.info("provision client=%s outcome=%s status=%d profile=%s tenant=%s "
+                      "user=%s %.1fms", client or "-", outcome, status, profile,
+                      tenant or "-", json.dumps(username, ensure_ascii=True), duration,
+                      extra={"audit": fields})
+
+
+def _outcome(status: int) -> str:
+    if status < 400:
+        return "ok"
+    if status in (401, 403):
+        return "auth_failed"
+    if status == 429:
+        return "rate_limited"
+    return "rejected" if status < 500 else "error"

@@ -6,12 +6,17 @@ configuration. A backend table that several profiles share is built once, so
 they share its pools and its breaker; each tenant's own tables give it its
 own backends, pools, timeouts and breakers, so a dead directory of one tenant
 never slows another.
+
+A reload builds the next Runtime beside this one; requests count themselves in
+`in_flight` (`serving()`), so the old one's backends are closed only once the
+requests it took have finished (`drain()`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 from bridge.breaker import CircuitBreaker
@@ -39,6 +44,8 @@ class Runtime:
         self.settings = settings
         self._backends: dict[int, tuple[Backend, CircuitBreaker]] = {}
         self._where: dict[int, str] = {}
+        self.in_flight = 0
+        self._idle: asyncio.Event | None = None
         store = settings.state.build()
         # In memory, documents get their own bounded store so that cached answers and
         # attempt counters never evict each other.
@@ -96,6 +103,49 @@ class Runtime:
                 await backend.start()
                 stack.push_async_callback(backend.close)
             yield self
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """Count one request in flight on this runtime for as long as it runs."""
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0 and self._idle is not None:
+                self._idle.set()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until no request is in flight here (False: `timeout` passed first)."""
+        if self.in_flight == 0:
+            return True
+        self._idle = asyncio.Event()
+        try:
+            async with asyncio.timeout(timeout):
+                while self.in_flight:
+                    self._idle.clear()
+                    await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def unready(self, timeout: float) -> list[tuple[str, str]]:
+        """(where, why) of every backend whose `ready()` fails or takes over `timeout`."""
+
+        async def check(backend: Backend) -> str | None:
+            try:
+                async with asyncio.timeout(timeout):
+                    await backend.ready()
+            except TimeoutError:
+                return f"no answer within {timeout:g} s"
+            except Exception as exc:  # any failure makes it unready; the detail is logged
+                return getattr(exc, "detail", "") or type(exc).__name__
+            return None
+
+        described = self.described_backends()
+        results = await asyncio.gather(*(check(backend) for _, backend in described))
+        return [(where, why) for (where, _), why in zip(described, results, strict=True)
+                if why is not None]
 
     def route(self, profile: Profile, path: str, host: str | None, username: str) -> Route:
         """The tenant of this request: by path, then Host, then the username's @domain.

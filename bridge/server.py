@@ -11,15 +11,26 @@ and passes SIGTERM/SIGINT on. A worker that dies within its first seconds
 (port taken, bad certificate) stops everything instead of looping. The uvicorn
 options, the listener's protocol and event loop among them (bridge/listener.py),
 are pickled to each worker as they are.
+
+SIGHUP: the supervisor validates the file once (an invalid one is logged and
+nothing changes) and passes the signal to every worker, which reloads it
+itself (bridge/app.py, `Reloader`). Workers never outlive the supervisor: the
+kernel sends them SIGTERM when it dies (PR_SET_PDEATHSIG), and where that is
+not available a thread watches the parent's pid. The workers' metrics meet in
+a private folder that the supervisor creates and removes (bridge/metrics.py).
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -38,7 +49,31 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(config_path: str | None, options: dict[str, Any]) -> None:
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with(parent: int) -> None:
+    """SIGTERM to this process when `parent` dies (uvicorn then stops gracefully)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError):  # not Linux: watch the parent's pid instead
+
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    if os.getppid() != parent:  # it died before prctl took effect
+        sys.exit(1)
+
+
+def _worker(config_path: str | None, options: dict[str, Any], parent: int) -> None:
+    # a SIGHUP before the app's handler exists must not kill the worker
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _die_with(parent)
     import uvicorn
 
     from bridge.app import create_app
@@ -51,16 +86,25 @@ def _worker(config_path: str | None, options: dict[str, Any]) -> None:
         print(f"cannot listen on {options['host']}:{options['port']}: {exc.strerror}",
               file=sys.stderr)
         sys.exit(1)
-    config = uvicorn.Config(create_app(settings), **options)
+    app = create_app(settings, reload_from=Path(config_path) if config_path else None)
+    config = uvicorn.Config(app, **options)
     uvicorn.Server(config).run(sockets=[sock])
 
 
 def run(config_path: str | None, workers: int, options: dict[str, Any]) -> int:
+    from bridge.config import ConfigError
+    from bridge.metrics import MULTIPROC_ENV, worker_exited
+    from bridge.settings import load
+
     context = multiprocessing.get_context("spawn")
     stopping = False
+    reloads = 0
+    metrics_dir = tempfile.mkdtemp(prefix="zoiper-bridge-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir  # inherited by the workers
 
     def start() -> tuple[multiprocessing.process.BaseProcess, float]:
-        process = context.Process(target=_worker, args=(config_path, options), daemon=False)
+        process = context.Process(target=_worker, args=(config_path, options, os.getpid()),
+                                  daemon=False)
         process.start()
         return process, time.monotonic()
 
@@ -68,15 +112,36 @@ def run(config_path: str | None, workers: int, options: dict[str, Any]) -> int:
         nonlocal stopping
         stopping = True
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    def hup(signum: int, frame: object) -> None:
+        nonlocal reloads
+        reloads += 1
+
+    handled = {signal.SIGTERM: stop, signal.SIGINT: stop, signal.SIGHUP: hup}
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handled.items()}
     procs = [start() for _ in range(workers)]
     status = 0
     try:
         while not stopping:
             time.sleep(0.2)
+            if reloads:
+                reloads = 0
+                try:
+                    if config_path:
+                        load(Path(config_path))
+                except ConfigError as exc:
+                    print(f"configuration {config_path} not reloaded: "
+                          f"{len(exc.problems)} problem(s):", file=sys.stderr)
+                    for problem in exc.problems:
+                        print(f"  - {problem}", file=sys.stderr)
+                else:
+                    for process, _ in procs:
+                        if process.is_alive() and process.pid is not None:
+                            os.kill(process.pid, signal.SIGHUP)
             for i, (process, started) in enumerate(procs):
                 if process.is_alive():
                     continue
+                if process.pid is not None:
+                    worker_exited(process.pid)
                 if time.monotonic() - started < STARTUP_GRACE:
                     print(f"worker {process.pid} exited at start-up with {process.exitcode}; "
                           "stopping", file=sys.stderr)
@@ -95,4 +160,6 @@ def run(config_path: str | None, workers: int, options: dict[str, Any]) -> int:
                 process.kill()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return status

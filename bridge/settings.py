@@ -109,6 +109,12 @@ class ServerSettings(Model):
     trusted_proxies: Annotated[tuple[Network, ...], PlainValidator(_networks)] = ()
     forwarded_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
     metrics_path: str = "/metrics"  # "" turns it off
+    # Liveness (the process serves) and readiness (every backend's check passes within
+    # ready_timeout), outside limits and the audit log; "" turns either off.
+    healthz_path: str = "/healthz"
+    readyz_path: str = "/readyz"
+    ready_timeout: float = Field(2.0, ge=0.1, le=60)
+    log_format: Literal["text", "json"] = "text"  # json: one object per line
     tls_certificate: FilePath | None = None  # serve HTTPS directly (PEM chain), with tls_key
     tls_key: FilePath | None = None
     # The listener (bridge/listener.py): deadlines and bounds for facing the internet.
@@ -131,10 +137,13 @@ class ServerSettings(Model):
             missing = "tls_key" if self.tls_key is None else "tls_certificate"
             other = "tls_certificate" if missing == "tls_key" else "tls_key"
             raise problem(f"is required with {other}", missing)
-        if self.metrics_path and (not self.metrics_path.startswith("/")
-                                  or self.metrics_path == self.path):
-            raise problem("must start with '/' and differ from path (or be empty)",
-                          "metrics_path")
+        taken = {self.path}
+        for key in ("metrics_path", "healthz_path", "readyz_path"):
+            value = getattr(self, key)
+            if value and (not value.startswith("/") or value in taken):
+                raise problem("must start with '/' and differ from path and the other "
+                              "*_path keys (or be empty)", key)
+            taken.add(value)
         return self
 
 
