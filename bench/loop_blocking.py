@@ -31,7 +31,9 @@ def instrument(report_path: str) -> None:
 
     original = asyncio.events.Handle._run
     stats = {"callbacks": 0, "max_ms": 0.0, "max_without_gc_ms": 0.0, "over_10ms": 0,
-             "over_10ms_without_gc": 0, "gc_max_ms": 0.0, "gc_full": 0, "gc_total_s": 0.0}
+             "over_10ms_without_gc": 0, "gc_max_ms": 0.0, "gc_full": 0, "gc_total_s": 0.0,
+             "gc_young_max_ms": 0.0, "gc_full_pauses": [], "gc_over_10ms": []}
+    started = time.monotonic()
     gc_started = [0.0]
 
     def run(self: asyncio.events.Handle) -> None:
@@ -39,7 +41,8 @@ def instrument(report_path: str) -> None:
         start = time.thread_time()
         original(self)
         took = (time.thread_time() - start) * 1000
-        without_gc = took - (stats["gc_total_s"] - gc_before) * 1000
+        # (min: a SIGUSR1 reset during this callback must not make it look longer)
+        without_gc = min(took, took - (stats["gc_total_s"] - gc_before) * 1000)
         stats["callbacks"] += 1
         stats["over_10ms"] += took > 10
         stats["over_10ms_without_gc"] += without_gc > 10
@@ -53,10 +56,26 @@ def instrument(report_path: str) -> None:
         took = time.thread_time() - gc_started[0]
         stats["gc_total_s"] += took
         stats["gc_max_ms"] = max(stats["gc_max_ms"], took * 1000)
-        stats["gc_full"] += info.get("generation") == 2
+        full = info.get("generation") == 2
+        stats["gc_full"] += full
+        if full:  # when (s after start) and how long (ms): at start-up, under load, at exit
+            stats["gc_full_pauses"].append((round(time.monotonic() - started, 1),
+                                            round(took * 1000, 1)))
+        else:
+            stats["gc_young_max_ms"] = max(stats["gc_young_max_ms"], took * 1000)
+        if took > 0.01:  # a long pause: which generation
+            stats["gc_over_10ms"].append((info.get("generation"), round(took * 1000, 1)))
+
+    fresh = {k: (list(v) if isinstance(v, list) else v) for k, v in stats.items()}
+
+    def measure_from_now(signum: int, frame: object) -> None:
+        """SIGUSR1 (sent after start-up and warm-up): count the measured window only."""
+        for key, value in fresh.items():
+            stats[key] = list(value) if isinstance(value, list) else value
 
     asyncio.events.Handle._run = run  # type: ignore[method-assign]
     gc.callbacks.append(on_gc)
+    signal.signal(signal.SIGUSR1, measure_from_now)
     atexit.register(lambda: Path(report_path).write_text(json.dumps(stats)))
 
 
@@ -99,6 +118,7 @@ def main() -> int:
             url = f"http://127.0.0.1:{port}/provision"
             users = {"BENCH_USERS": str(SCENARIOS[key].users)}
             wrk(url, 2, connections, users)
+            gateway.send_signal(signal.SIGUSR1)  # start-up and warm-up do not count
             load = wrk(url, seconds, connections, users)
             gateway.send_signal(signal.SIGINT)
             gateway.wait(30)

@@ -112,29 +112,43 @@ class StrictTransportSecurityMiddleware:
 HSTS = (b"strict-transport-security", b"max-age=31536000")
 
 
-# The collector, measured at 1,000 connections (bench/loop_blocking.py): the default
-# thresholds (700, 10, 10) ran 16 full passes in 8 s, a quarter of the CPU. Requests
-# leave almost no cyclic garbage (~0.5 objects each), but while 1,000 are in flight
-# some 200 objects each are alive: a pass over older generations walks all of them
-# (130-190 ms), however rare. So only the youngest generation is collected by itself,
-# in small steps; older ones (second and third thresholds out of reach) are collected
-# whole by `full_collections` when the worker has no request in flight, and under
-# saturation without a pause at most every GC_FULL_FORCED seconds.
-GC_THRESHOLDS = (10_000, 1 << 30, 1 << 30)
+# The collector, measured at 1,000 connections (bench/loop_blocking.py). Requests leave
+# almost no cyclic garbage (~0.5 objects each), but 1,000 in flight keep ~150,000
+# objects alive, and any pass that walks them all holds the loop for 100-190 ms: a full
+# one, however rare, and in CPython 3.11 a young one too, since the youngest
+# generation's counter also drops when OLD objects die: under load it hardly reaches
+# its threshold while the generation grows towards the whole live set. So
+# `collections` runs the youngest generation on every turn of a busy loop (each pass
+# walks what one turn allocated and kept: under 10 ms), and older generations never by
+# themselves (thresholds out of reach) but whole when the worker has no request in
+# flight, or, under saturation without a pause, at most every GC_FULL_FORCED seconds.
+GC_THRESHOLDS = (1_000, 1 << 30, 1 << 30)
+GC_YOUNG_BUSY = 0.001   # seconds between young passes while the loop is busy
+GC_YOUNG_IDLE = 0.05    # ... and at most this when it is not
 GC_FULL_EVERY = 10.0    # seconds at least between two full passes
 GC_FULL_FORCED = 60.0   # seconds at most without one (bounds cyclic garbage)
 
 
-async def full_collections(poll: float = 1.0) -> None:
-    """Full collections off the request path: when no request task is alive."""
+async def collections(check_every: float = 1.0) -> None:
+    """Young passes in small steps; full ones when no request task is alive (see above)."""
     last = time.monotonic()
+    check = last + check_every
     quiet = len(asyncio.all_tasks())  # the lifespan's own: the fewest ever seen
+    pause = GC_YOUNG_BUSY
     while True:
-        await asyncio.sleep(poll)
+        before = time.monotonic()
+        await asyncio.sleep(pause)
+        now = time.monotonic()
+        gc.collect(0)
+        # woken late: a busy loop, pass often; on time: back off (an idle worker sleeps)
+        busy = now - before > pause + GC_YOUNG_BUSY
+        pause = GC_YOUNG_BUSY if busy else min(GC_YOUNG_IDLE, pause * 2)
+        if now < check:
+            continue
+        check = now + check_every
         tasks = len(asyncio.all_tasks())
         quiet = min(quiet, tasks)
-        since = time.monotonic() - last
-        if since >= GC_FULL_FORCED or (since >= GC_FULL_EVERY and tasks <= quiet):
+        if now - last >= GC_FULL_FORCED or (now - last >= GC_FULL_EVERY and tasks <= quiet):
             gc.collect()
             last = time.monotonic()
 
@@ -487,7 +501,7 @@ def create_app(settings: Settings, reload_from: Path | None = None) -> Starlette
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         METRICS.set("bridge_event_loop_lag_max_seconds", 0.0)
         watcher = asyncio.create_task(watch_event_loop())
-        collector = asyncio.create_task(full_collections())
+        collector = asyncio.create_task(collections())
         try:
             async with reloader.serving():
                 # Everything alive now (modules, settings, pools) lives as long as the
