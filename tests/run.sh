@@ -9,7 +9,7 @@
 #      python3 + python3-venv (only to create .venv), slapd ldap-utils openssl (OpenLDAP
 #      fixture), redis-server, wrk, postgresql, mariadb-server, kamailio + its PostgreSQL and
 #      TLS modules, baresip-core and sip-tester (sipp) (tests/sip), chromium and
-#      chromium-driver (tests/onboarding), and the Samba AD packages
+#      chromium-driver (tests/onboarding), nginx and fail2ban (tests/ops), and the Samba AD packages
 #      (tests/ad/install_samba_ad.sh).
 #      Services are not started by the packages (a temporary policy-rc.d when none exists).
 #   2. Redis on 127.0.0.1:6379, PostgreSQL on :5432 (trust from loopback), MariaDB on :3306
@@ -63,6 +63,9 @@ have baresip || missing+=(baresip-core)
 have chromium || missing+=(chromium)
 have chromedriver || missing+=(chromium-driver)
 have sipp || missing+=(sip-tester)
+# tests/ops: the TLS front's check and leak test, the fail2ban filter on a real log
+have nginx || missing+=(nginx)
+have fail2ban-regex || missing+=(fail2ban)
 # the same test as install_samba_ad.sh's "already installed" check
 samba_ok=1
 if ! have samba || ! have samba-tool || ! have ip \
