@@ -399,8 +399,9 @@ async def test_a_refused_service_account_is_held_back_alike(
     s = monitored_slapd
     configured = "the-password-the-gateway-has"
     monitor = s.monitor()
+    # Only a healthy slapd here: generous timeouts, so a loaded machine cannot fail it.
     settings = settings_for(s, TlsMode.STARTTLS, [s.uri], service_password=configured,
-                            down_for=0.5)
+                            down_for=0.5, connect_timeout=5.0, timeout=5.0)
 
     async def searches(client: LdapClient, n: int) -> list[int | BaseException]:
         return await asyncio.gather(*(find_bob(client) for _ in range(n)),
