@@ -118,39 +118,51 @@ HSTS = (b"strict-transport-security", b"max-age=31536000")
 # one, however rare, and in CPython 3.11 a young one too, since the youngest
 # generation's counter also drops when OLD objects die: under load it hardly reaches
 # its threshold while the generation grows towards the whole live set. So
-# `collections` runs the youngest generation on every turn of a busy loop (each pass
+# `Collections` runs the youngest generation on every turn of a busy loop (each pass
 # walks what one turn allocated and kept: under 10 ms), and older generations never by
 # themselves (thresholds out of reach) but whole when the worker has no request in
 # flight, or, under saturation without a pause, at most every GC_FULL_FORCED seconds.
-GC_THRESHOLDS = (1_000, 1 << 30, 1 << 30)
+GC_THRESHOLDS = (10_000, 1 << 30, 1 << 30)
 GC_YOUNG_BUSY = 0.001   # seconds between young passes while the loop is busy
 GC_YOUNG_IDLE = 0.05    # ... and at most this when it is not
 GC_FULL_EVERY = 10.0    # seconds at least between two full passes
 GC_FULL_FORCED = 60.0   # seconds at most without one (bounds cyclic garbage)
 
 
-async def collections(check_every: float = 1.0) -> None:
-    """Young passes in small steps; full ones when no request task is alive (see above)."""
-    last = time.monotonic()
-    check = last + check_every
-    quiet = len(asyncio.all_tasks())  # the lifespan's own: the fewest ever seen
-    pause = GC_YOUNG_BUSY
-    while True:
-        before = time.monotonic()
-        await asyncio.sleep(pause)
-        now = time.monotonic()
+class Collections:
+    """Young passes in small steps, full ones when no request task is alive (see above).
+
+    A timer callback, not a task: a pass costs the loop one TimerHandle, no future.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, check_every: float = 1.0) -> None:
+        self.loop = loop
+        self.check_every = check_every
+        self.pause = GC_YOUNG_BUSY
+        self.last_full = self.due = loop.time()
+        self.check = self.due + check_every
+        self.quiet = len(asyncio.all_tasks(loop))  # the lifespan's own: the fewest ever seen
+        self.handle = loop.call_later(self.pause, self.tick)
+
+    def tick(self) -> None:
+        now = self.loop.time()
         gc.collect(0)
         # woken late: a busy loop, pass often; on time: back off (an idle worker sleeps)
-        busy = now - before > pause + GC_YOUNG_BUSY
-        pause = GC_YOUNG_BUSY if busy else min(GC_YOUNG_IDLE, pause * 2)
-        if now < check:
-            continue
-        check = now + check_every
-        tasks = len(asyncio.all_tasks())
-        quiet = min(quiet, tasks)
-        if now - last >= GC_FULL_FORCED or (now - last >= GC_FULL_EVERY and tasks <= quiet):
-            gc.collect()
-            last = time.monotonic()
+        late = now - self.due > self.pause + GC_YOUNG_BUSY
+        self.pause = GC_YOUNG_BUSY if late else min(GC_YOUNG_IDLE, self.pause * 2)
+        if now >= self.check:
+            self.check = now + self.check_every
+            tasks = len(asyncio.all_tasks(self.loop))
+            self.quiet = min(self.quiet, tasks)
+            since = now - self.last_full
+            if since >= GC_FULL_FORCED or (since >= GC_FULL_EVERY and tasks <= self.quiet):
+                gc.collect()
+                self.last_full = self.loop.time()
+        self.due = self.loop.time()
+        self.handle = self.loop.call_later(self.pause, self.tick)
+
+    def cancel(self) -> None:
+        self.handle.cancel()
 
 
 class Gateway:
@@ -338,6 +350,7 @@ class Generation:
         self.routes: list[BaseRoute] = [_Counted(route, self.gateway.build)
                                         for route in _routes(self)]
         self._stack = contextlib.AsyncExitStack()
+        self.closed = False
 
     async def start(self) -> None:
         """Open the backends (and the token service); on failure, close what opened."""
@@ -356,6 +369,7 @@ class Generation:
             logger.warning("closing the previous configuration's backends with %d request(s) "
                            "still in flight", runtime.in_flight)
         await self._stack.aclose()
+        self.closed = True
 
     def trusts(self, peer: str | None) -> bool:
         """Whether `peer` is one of [server] trusted_proxies (may name the request id)."""
@@ -468,9 +482,10 @@ class Reloader:
         finally:
             if hup:
                 loop.remove_signal_handler(signal.SIGHUP)
+            # a reload under way finishes (it may retire one more generation) before the end
+            while self._retiring:
+                await asyncio.gather(*self._retiring, return_exceptions=True)
             async with self._lock:
-                if self._retiring:
-                    await asyncio.gather(*self._retiring, return_exceptions=True)
                 await self.current.close(self.current.settings.server.deadline)
 
     def _on_hup(self) -> None:
@@ -501,7 +516,7 @@ def create_app(settings: Settings, reload_from: Path | None = None) -> Starlette
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         METRICS.set("bridge_event_loop_lag_max_seconds", 0.0)
         watcher = asyncio.create_task(watch_event_loop())
-        collector = asyncio.create_task(collections())
+        collector = Collections(asyncio.get_running_loop())
         try:
             async with reloader.serving():
                 # Everything alive now (modules, settings, pools) lives as long as the
@@ -512,10 +527,10 @@ def create_app(settings: Settings, reload_from: Path | None = None) -> Starlette
                 gc.set_threshold(*GC_THRESHOLDS)
                 yield
         finally:
-            for task in (watcher, collector):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            collector.cancel()
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
 
     middleware = [Middleware(RequestIdMiddleware,
                              trusted=lambda peer: reloader.current.trusts(peer))]
