@@ -73,10 +73,16 @@ def instrument(report_path: str) -> None:
         for key, value in fresh.items():
             stats[key] = list(value) if isinstance(value, list) else value
 
+    def report(*_: object) -> None:
+        """SIGUSR2 (sent when wrk is done), or exit: the figures; only the first counts."""
+        if not Path(report_path).exists():
+            Path(report_path).write_text(json.dumps(stats))
+
     asyncio.events.Handle._run = run  # type: ignore[method-assign]
     gc.callbacks.append(on_gc)
     signal.signal(signal.SIGUSR1, measure_from_now)
-    atexit.register(lambda: Path(report_path).write_text(json.dumps(stats)))
+    signal.signal(signal.SIGUSR2, report)
+    atexit.register(report)
 
 
 def serve(config: str, port: int, report_path: str) -> None:
@@ -120,6 +126,8 @@ def main() -> int:
             wrk(url, 2, connections, users)
             gateway.send_signal(signal.SIGUSR1)  # start-up and warm-up do not count
             load = wrk(url, seconds, connections, users)
+            gateway.send_signal(signal.SIGUSR2)  # the window ends with the load
+            time.sleep(0.5)
             gateway.send_signal(signal.SIGINT)
             gateway.wait(30)
     stats = json.loads(report.read_text())
