@@ -318,6 +318,7 @@ class LdapAuthenticator(Authenticator):
         self.directory = config.directory()
         self._client: LdapClient | None = None
         self._base: str | None = None  # defaultNamingContext, for UPN binds ("": none)
+        self._attributes: list[str] | None = None  # _wanted(), once
         self.group_cache = GroupCache(config.groups.cache_ttl if config.groups else 0.0)
 
     @property
@@ -500,6 +501,12 @@ class LdapAuthenticator(Authenticator):
         return entries[0]
 
     def _wanted(self) -> list[str]:
+        """The attributes every entry read asks for: fixed by the configuration, made once."""
+        if self._attributes is None:
+            self._attributes = self._attributes_wanted()
+        return self._attributes
+
+    def _attributes_wanted(self) -> list[str]:
         lk = self.config
         wanted = {*lk.attributes.values(), "userAccountControl", "accountExpires"}
         if lk.username_attribute:
