@@ -932,7 +932,9 @@ async def test_group_lookups_are_cached_per_dn(monitored_slapd: Slapd, client: s
                     assert identity.groups == {VOIP, GROUPS["phones-unique"].dn}
                     found, binds = await count.since()
                     assert found == expected, (ttl, found)
-                    assert 1 <= binds <= 2  # the user's bind (and an anonymous rebind)
+                    # the user's bind and an anonymous rebind (ldap3's threads may also
+                    # open a connection of their own, with its service bind)
+                    assert 1 <= binds <= (2 if client == "asyncio" else 4)
                 # the cache holds groups, never a password: a wrong one is still refused
                 assert await login(auth, "alice", "wrong-password") is None
                 # and a failed bind reads no groups: the user search only
