@@ -4,6 +4,13 @@
     .venv/bin/python -m bench.run --smoke          # a few seconds per scenario, for CI
     .venv/bin/python -m bench.run --only a,b       # some scenarios
 
+Besides the synthetic scenarios (b: bind only, c: search-then-bind + HTTP accounts),
+two are what operators run: "ol" loads deploy/examples/openldap.toml as shipped and
+"ad" an Active-Directory-shaped table (search-then-bind, attributes, one required
+group), both over LDAPS with the default pool, only the addresses pointed at the
+private slapd. LDAP operations per request (binds, searches, anonymous rebinds)
+come from slapd's cn=Monitor.
+
 Everything runs on loopback on this machine: a private slapd with 1,000 users,
 an HTTP account backend, a delay proxy, wrk, and the gateway under uvicorn with
 2 workers. Each scenario starts its own gateway, warms up, then measures with
@@ -524,18 +531,26 @@ def render_cost() -> tuple[float, float]:
     return figures[0], figures[1]
 
 
-def report(results: list[Result], bare: list[float]) -> str:
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
+
+
+def report(results: list[Result], bare: list[float], loads: list[str] | None = None) -> str:
     demo_us, codecs_us = render_cost()
     lines = [
         f"Machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        "Load average (1 / 5 / 15 min) before each round and at the end: "
+        + " · ".join(loads or [load_average()]),
         f"Map + render + validate one configuration (in process, median of 5): demo "
         f"{demo_us:.1f} µs, with 20 codecs {codecs_us:.1f} µs",
         f"Bare route: {statistics.median(bare):,.0f} req/s (median of {len(bare)}: "
         + " / ".join(f"{b:,.0f}" for b in bare) + ")",
         "",
         "| scenario | req/s | ratio to bare | p50 ms | p99 ms | gateway CPU µs/req "
-        "| upstream calls/req | worker RSS MB | loop lag max ms | per round req/s |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|---|",
+        "| upstream calls/req | slapd / backend CPU µs/req | worker RSS MB | loop lag max ms "
+        "| per round req/s |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|",
     ]
     for key in dict.fromkeys(r.scenario for r in results):
         rs = [r for r in results if r.scenario == key]
@@ -548,6 +563,8 @@ def report(results: list[Result], bare: list[float]) -> str:
             f"| {med([r.ratio for r in rs]):.3f} | {med([r.load.p50_ms for r in rs]):.2f} "
             f"| {med([r.load.p99_ms for r in rs]):.2f} "
             f"| {med([r.cpu_us_per_request for r in rs]):,.0f} | {upstream} "
+            f"| {med([r.helper_cpu_us.get('slapd', 0) for r in rs]):,.0f} / "
+            f"{med([r.helper_cpu_us.get('backend', 0) for r in rs]):,.0f} "
             f"| {max(r.rss_mb for r in rs):.0f} "
             f"| {f'{max(lags):.1f}' if lags else '-'} "
             f"| {' / '.join(f'{r.load.rps:,.0f}' for r in rs)} |"
@@ -574,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="zb-bench-"))
     results: list[Result] = []
     bare: list[float] = []
+    loads: list[str] = []
     with contextlib.ExitStack() as stack:
         slapd = stack.enter_context(Slapd(workdir / "slapd", bulk_users=1000,
                                           with_monitor=True))
@@ -590,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
                       "0.05"], workdir / "proxy.log") as proxy:
             env.helpers = {"slapd": slapd.pid or 0, "backend": backend.pid, "proxy": proxy.pid}
             for rnd in range(1, args.rounds + 1):
+                loads.append(load_average())
                 bare_rps = measure_bare(env, args.seconds, 64)
                 bare.append(bare_rps)
                 print(f"round {rnd}: bare route {bare_rps:,.0f} req/s", flush=True)
@@ -601,7 +620,8 @@ def main(argv: list[str] | None = None) -> int:
                           f"upstream {r.upstream_per_request}; other CPU µs/req "
                           + ", ".join(f"{k} {v:,.0f}" for k, v in r.helper_cpu_us.items()),
                           flush=True)
-    text = report(results, bare)
+    loads.append(load_average())
+    text = report(results, bare, loads)
     print("\n" + text)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
