@@ -32,8 +32,12 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bridge.settings import Settings
 
 STARTUP_GRACE = 5.0  # a worker dying sooner than this after start is a start-up failure
 
@@ -70,16 +74,44 @@ def _die_with(parent: int) -> None:
         sys.exit(1)
 
 
-def _worker(config_path: str | None, options: dict[str, Any], parent: int) -> None:
+def _read(config_path: str) -> str:
+    """The file's text, or the ConfigError that `bridge.settings.load` would raise."""
+    from bridge.config import ConfigError
+
+    try:
+        text = Path(config_path).read_text(encoding="utf-8")
+        tomllib.loads(text)
+    except OSError as exc:
+        raise ConfigError([f"Cannot read configuration file {config_path}: "
+                           f"{exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"Configuration file {config_path} is not UTF-8"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{config_path}: not valid TOML: {exc}"]) from None
+    return text
+
+
+def _settings(config_path: str, text: str) -> Settings:
+    """The configuration `text` of the file at `config_path` (for its relative paths)."""
+    from bridge.settings import from_dict
+
+    path = Path(config_path)
+    return from_dict(tomllib.loads(text), base_dir=path.parent.resolve(), origin=path)
+
+
+def _worker(config_path: str | None, config_text: str, options: dict[str, Any],
+            parent: int) -> None:
     # a SIGHUP before the app's handler exists must not kill the worker
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _die_with(parent)
     import uvicorn
 
     from bridge.app import create_app
-    from bridge.settings import load, load_demo
+    from bridge.settings import load_demo
 
-    settings = load(Path(config_path)) if config_path else load_demo()
+    # the text the supervisor last validated: a worker restarted after an invalid edit of
+    # the file serves what its siblings serve
+    settings = _settings(config_path, config_text) if config_path else load_demo()
     try:
         sock = _listen(options["host"], options["port"])
     except OSError as exc:
@@ -94,16 +126,18 @@ def _worker(config_path: str | None, options: dict[str, Any], parent: int) -> No
 def run(config_path: str | None, workers: int, options: dict[str, Any]) -> int:
     from bridge.config import ConfigError
     from bridge.metrics import MULTIPROC_ENV, worker_exited
-    from bridge.settings import load
 
     context = multiprocessing.get_context("spawn")
     stopping = False
     reloads = 0
+    # what workers start from: the file as last validated (cli.py validated it at start)
+    config_text = Path(config_path).read_text(encoding="utf-8") if config_path else ""
     metrics_dir = tempfile.mkdtemp(prefix="zoiper-bridge-metrics-")
     os.environ[MULTIPROC_ENV] = metrics_dir  # inherited by the workers
 
     def start() -> tuple[multiprocessing.process.BaseProcess, float]:
-        process = context.Process(target=_worker, args=(config_path, options, os.getpid()),
+        process = context.Process(target=_worker,
+                                  args=(config_path, config_text, options, os.getpid()),
                                   daemon=False)
         process.start()
         return process, time.monotonic()
@@ -127,7 +161,9 @@ def run(config_path: str | None, workers: int, options: dict[str, Any]) -> int:
                 reloads = 0
                 try:
                     if config_path:
-                        load(Path(config_path))
+                        text = _read(config_path)
+                        _settings(config_path, text)
+                        config_text = text
                 except ConfigError as exc:
                     print(f"configuration {config_path} not reloaded: "
                           f"{len(exc.problems)} problem(s):", file=sys.stderr)

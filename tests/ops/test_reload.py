@@ -178,3 +178,32 @@ def _alive(pid: int) -> bool:
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
+
+
+def test_a_worker_restarted_after_an_invalid_edit_serves_the_last_valid_file(tmp_path: Path):
+    config = demo_copy(tmp_path)
+    with Gateway(config, tmp_path, extra_args=("--workers", "2")) as gw:
+        wait_for(lambda: _ok(gw.base_url))
+        assert gw.process is not None
+        config.write_text(config.read_text().replace('"*97"', '"*98"'))
+        gw.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: gw.output().count("configuration reloaded from") == 2)
+        config.write_text("[server]\nno_such_key = 1\n")  # rejected by the supervisor
+        gw.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: "not reloaded" in gw.output())
+        worker = _children(gw.process.pid)[0]
+        time.sleep(max(0.0, 5.5 - _age(worker)))  # past the start-up grace
+        os.kill(worker, signal.SIGKILL)
+        wait_for(lambda: "restarting" in gw.output())
+        wait_for(lambda: gw.output().count("Started server process") == 3)
+        answers = [provision(gw.base_url) for _ in range(8)]
+        assert gw.process.poll() is None
+    assert [a.status_code for a in answers] == [200] * 8
+    assert all(NEW in a.content for a in answers)
+
+
+def _age(pid: int) -> float:
+    """Seconds since `pid` started."""
+    ticks = int(Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[19])
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return uptime - ticks / os.sysconf("SC_CLK_TCK")
