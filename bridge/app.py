@@ -225,6 +225,12 @@ def _routes(gen: Generation) -> list[BaseRoute]:
         started = time.perf_counter()
         policy: ErrorPolicy = settings.errors
         profile_name, tenant, username, client = "-", None, None, None
+
+        def finish(status: int) -> None:
+            METRICS.observe("bridge_request_duration_seconds", time.perf_counter() - started)
+            audit(profile=profile_name, tenant=tenant, username=username,
+                  client=client or _peer(request), status=status, started=started)
+
         try:
             host = _host(request)
             path = request.scope["path"]
@@ -247,12 +253,10 @@ def _routes(gen: Generation) -> list[BaseRoute]:
             log_failure(exc)
             response = policy.response(exc)
             METRICS.inc(f"bridge_responses_{response.status_code}_total")
-            audit(profile=profile_name, tenant=tenant, username=username,
-                  client=client or _peer(request), status=response.status_code, started=started)
+            finish(response.status_code)
             return response
         METRICS.inc("bridge_responses_200_total")
-        audit(profile=profile_name, tenant=tenant, username=username,
-              client=client or _peer(request), status=200, started=started)
+        finish(200)
         return XMLResponse(body)
 
     desks: dict[str, TokenDesk] = {}

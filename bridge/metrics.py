@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class Metrics:
@@ -31,6 +32,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self._counters: dict[str, Counter] = {}
         self._gauges: dict[str, Gauge] = {}
+        self._histograms: dict[str, Histogram] = {}
 
     def inc(self, name: str, amount: float = 1) -> None:
         self.values[name] = self.values.get(name, 0) + amount
@@ -50,6 +52,14 @@ class Metrics:
                           multiprocess_mode="livemax")
             self._gauges[name] = gauge
         gauge.set(value)
+
+    def observe(self, name: str, seconds: float) -> None:
+        """A duration into the histogram `name` (buckets from 5 ms to the longest deadline)."""
+        histogram = self._histograms.get(name)
+        if histogram is None:
+            histogram = Histogram(name, _help(name), registry=self.registry, buckets=BUCKETS)
+            self._histograms[name] = histogram
+        histogram.observe(seconds)
 
     def render(self) -> bytes:
         folder = os.environ.get(MULTIPROC_ENV)

@@ -42,6 +42,8 @@ def test_metrics_are_totals_over_all_workers(tmp_path: Path):
         assert seen["bridge_requests_total"] == 13
         assert seen["bridge_responses_200_total"] == 10
         assert seen["bridge_responses_401_total"] == 3
+        assert seen["bridge_request_duration_seconds_count"] == 13
+        assert 0 < seen["bridge_request_duration_seconds_sum"] < 13 * 10
 
 
 def _serving(base_url: str) -> bool:
