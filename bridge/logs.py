@@ -81,6 +81,9 @@ def derived_forms(secret: str) -> tuple[str, ...]:
         for encoded in {quote(secret, safe=""), quote_plus(secret, safe=""), quote(secret)}:
             forms.add(encoded)
             forms.add(_ESCAPE.sub(lambda m: m.group().lower(), encoded))
+    # as a repr or a JSON string prints it (escaped quotes, backslashes, tabs, non-ASCII)
+    forms |= {repr(secret)[1:-1], ascii(secret)[1:-1], json.dumps(secret)[1:-1],
+              json.dumps(secret, ensure_ascii=False)[1:-1]}
     md5 = hashlib.md5(raw, usedforsecurity=False).hexdigest()
     forms |= {md5, md5.upper()}
     forms |= _base64_cores(raw)
