@@ -110,7 +110,7 @@ from bridge.ldap.config import (
     template,
 )
 from bridge.ldap.errors import translate
-from bridge.ldap.escape import ad_data_code, escape_filter_value
+from bridge.ldap.escape import ad_data_code
 from bridge.models import Credentials, Identity, Scalar
 from bridge.placeholders import Escaper, Refused, Template, UnsafeValue, Values
 
@@ -150,6 +150,7 @@ DnKey = tuple[tuple[tuple[str, str], ...], ...]  # escape.dn_key: a DN to compar
 # once (they were a tenth of the gateway's CPU in the AD-like benchmark).
 dn_key = functools.lru_cache(maxsize=8192)(escape.dn_key)
 rdn_value = functools.lru_cache(maxsize=8192)(escape.rdn_value)
+escape_filter_value = functools.lru_cache(maxsize=8192)(escape.escape_filter_value)
 
 # -- the table ----------------------------------------------------------------------------
 
