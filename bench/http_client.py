@@ -34,11 +34,12 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import PYTHON, free_port, process  # noqa: E402
+from bench.run import PYTHON, process  # noqa: E402
 from bridge.config import Section  # noqa: E402
 from bridge.models import Credentials, Identity  # noqa: E402
 from bridge.sources import build_source  # noqa: E402
 from bridge.sources.http import HTTPSource  # noqa: E402
+from tests.gateway import free_port  # noqa: E402
 
 
 class PassThrough(httpx.Auth):
