@@ -349,6 +349,13 @@ def shipped_openldap(env: Env) -> str:
     return _server_table(text)
 
 
+def shipped_openldap_uncached(env: Env) -> str:
+    """(ol) with every login asking for its groups, as before the group cache (issue 16)."""
+    text = shipped_openldap(env)
+    assert "\n[auth.groups]\n" in text
+    return text.replace("\n[auth.groups]\n", "\n[auth.groups]\ncache_ttl = 0\n", 1)
+
+
 def active_directory_like(env: Env) -> str:
     """deploy/examples/active-directory.toml's shape on OpenLDAP: search-then-bind over LDAPS,
     attributes, a canonical name and one required group found by one search per login (AD's
@@ -407,6 +414,8 @@ SCENARIOS: dict[str, Scenario] = {
     "ol": Scenario("ol", "deploy/examples/openldap.toml as shipped (search-then-bind, "
                    "attributes, nested required group; LDAPS, default pool)", shipped_openldap,
                    counts=ldap_counts, environ=SERVICE_ENV),
+    "ol-0": Scenario("ol-0", "(ol) with cache_ttl = 0: group lookups on every login, as "
+                     "before", shipped_openldap_uncached, counts=ldap_counts, environ=SERVICE_ENV),
     "ad": Scenario("ad", "AD-like: search-then-bind, attributes, a required group "
                    "(LDAPS, default pool)", active_directory_like, counts=ldap_counts,
                    environ=SERVICE_ENV),
