@@ -484,8 +484,9 @@ class Reloader:
         try:
             yield
         finally:
-            if hup:
+            if hup:  # back to ignoring it (not the default: ending the process)
                 loop.remove_signal_handler(signal.SIGHUP)
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
             # a reload under way finishes (it may retire one more generation) before the end
             while self._retiring:
                 await asyncio.gather(*self._retiring, return_exceptions=True)
