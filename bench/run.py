@@ -404,6 +404,18 @@ SIP_transport_type = "tls"
 """
 
 
+def ad_without_tls(env: Env) -> str:
+    """(ad) over plain LDAP: what TLS costs (the account for a missed target, not a setup)."""
+    return active_directory_like(env).replace(
+        f'uri = ["{env.slapd.ldaps_uri}"]', f'uri = ["{env.slapd.uri}"]\ntls = "none"', 1)
+
+
+def ad_without_rebind(env: Env) -> str:
+    """(ad) with reset_after_bind = false: what the anonymous rebinds cost."""
+    return active_directory_like(env).replace(
+        'username_attribute = "uid"', 'username_attribute = "uid"\nreset_after_bind = false', 1)
+
+
 SERVICE_ENV = {"LDAP_BIND_PASSWORD": SERVICE_PASSWORD}
 
 
@@ -419,6 +431,11 @@ SCENARIOS: dict[str, Scenario] = {
     "ad": Scenario("ad", "AD-like: search-then-bind, attributes, a required group "
                    "(LDAPS, default pool)", active_directory_like, counts=ldap_counts,
                    environ=SERVICE_ENV),
+    "ad-plain": Scenario("ad-plain", "(ad) over plain LDAP (what TLS costs)", ad_without_tls,
+                         counts=ldap_counts, environ=SERVICE_ENV),
+    "ad-norebind": Scenario("ad-norebind", "(ad) with reset_after_bind = false (what the "
+                            "anonymous rebinds cost)", ad_without_rebind, counts=ldap_counts,
+                            environ=SERVICE_ENV),
     "b-paced": Scenario("b-paced", "(b) at 64 connections paced below saturation "
                         "(20 ms think time)", scenario_b, counts=upstream_counts, think_ms=20),
     "c": Scenario("c", "LDAP search-then-bind + HTTP accounts + render", scenario_c,
