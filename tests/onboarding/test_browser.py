@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -28,11 +30,29 @@ from tests.idp import IdPState
 from tests.onboarding.conftest import LINK, PASSWORDS, start_gateway
 from tests.upstreams import leaks
 
+T = TypeVar("T")
+
 FORBIDDEN = "This form has expired or was not sent by this page."
 
 
 def shot(browser: Any, shots: Path, name: str) -> None:
     browser.save_screenshot(str(shots / f"{name}.png"))
+
+
+def unstale(read: Callable[[], T], attempts: int = 10) -> T:
+    """Read from the page again when it reloaded itself (meta refresh) mid-read."""
+    for attempt in range(attempts):
+        try:
+            return read()
+        except StaleElementReferenceException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
+def text_of(browser: Any, css: str) -> str:
+    return unstale(lambda: wait_for(browser, css).text)
 
 
 def wait_for(browser: Any, css: str, timeout: float = 15) -> Any:
@@ -52,8 +72,8 @@ def qr_token(browser: Any) -> str:
     import zxingcpp
     from PIL import Image
 
-    figure = wait_for(browser, "figure.code")
-    [code] = zxingcpp.read_barcodes(Image.open(io.BytesIO(figure.screenshot_as_png)))
+    png = unstale(lambda: wait_for(browser, "figure.code").screenshot_as_png)
+    [code] = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
     token = parse_qs(urlsplit(code.text).query)["token"][0]
     assert code.text == LINK.replace("{token}", token)
     return token
@@ -64,7 +84,8 @@ def fetch(gw: Gateway, token: str, path: str = "/token/") -> httpx.Response:
 
 
 def account_names(browser: Any) -> list[str]:
-    return [li.text for li in browser.find_elements(By.CSS_SELECTOR, ".accounts li")]
+    return unstale(lambda: [li.text for li in
+                            browser.find_elements(By.CSS_SELECTOR, ".accounts li")])
 
 
 def test_form_sign_in_shows_a_code_that_provisions_once(browser, gateway, shots):
@@ -75,7 +96,7 @@ def test_form_sign_in_shows_a_code_that_provisions_once(browser, gateway, shots)
     sign_in(browser, gateway, "alice", PASSWORDS["alice"])
     first = qr_token(browser)
     shot(browser, shots, "2-code")
-    assert browser.find_element(By.TAG_NAME, "h1").text == "Hello, alice"
+    assert text_of(browser, "h1") == "Hello, alice"
     assert account_names(browser) == ["Alice <desk> & Co", "Alice mobile"]
     assert not any(secret in browser.page_source for secret in
                    ("Sip-Secret-1001", "Sip-Secret-1011", PASSWORDS["alice"]))
@@ -89,12 +110,12 @@ def test_form_sign_in_shows_a_code_that_provisions_once(browser, gateway, shots)
                                                               ("Alice mobile", "1011")]
     assert fetch(gateway, first).status_code == 401  # once
 
-    used = wait_for(browser, "#used").text  # the page reloads itself every 2 s until then
+    used = text_of(browser, "#used")  # the page reloads itself every 2 s until then
     assert used.startswith("Your code was used at ")
     shot(browser, shots, "3-used")
     time.sleep(1.1)
     browser.refresh()
-    assert wait_for(browser, "#used").text == used  # the time it was first seen, kept
+    assert text_of(browser, "#used") == used  # the time it was first seen, kept
 
     browser.find_element(By.ID, "fresh").click()
     wait_for(browser, "figure.code")
