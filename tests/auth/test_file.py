@@ -6,6 +6,8 @@ import statistics
 import time
 from pathlib import Path
 
+import pytest
+
 from bridge.auth.file import Decoys, FileAuthenticator, FileUser
 from bridge.models import Credentials
 from bridge.passwords import hash_password, parameters
@@ -125,3 +127,50 @@ def test_a_hash_whose_salt_or_key_is_not_base64_is_a_configuration_error(tmp_pat
 def test_loading_builds_one_decoy_per_parameter_set(tmp_path):
     auth = load(users_file(tmp_path, {"a": ("1", 10), "b": ("2", 10), "c": ("3", 11)}))
     assert len(auth.decoys) == 2
+
+
+def written(folder: Path, text: str, *, case_insensitive: bool = False) -> FileAuthenticator:
+    """A users file with exactly `text`; AssertionError listing its problems if it has any."""
+    (folder / "raw-users.toml").write_text(text)
+    extra = "case_insensitive = true\n" if case_insensitive else ""
+    auth = make_authenticator(f'type = "file"\npath = "{folder / "raw-users.toml"}"\n{extra}')
+    assert isinstance(auth, FileAuthenticator)
+    return auth
+
+
+@pytest.mark.parametrize("scheme", ["bcrypt", "argon2", "sha512_crypt", "md5_crypt",
+                                    "mysql41", "sha256"])
+async def test_hashes_imported_from_other_systems_verify(tmp_path, scheme):
+    from bridge import hashes
+
+    stored = hashes.make(scheme, "import-me ü")
+    auth = written(tmp_path, f'[users.bob]\npassword = "{stored}"\n')
+    assert await auth.authenticate(Credentials("bob", "import-me ü")) is not None
+    assert await auth.authenticate(Credentials("bob", "import-me")) is None
+    assert await auth.authenticate(Credentials("nobody", "import-me ü")) is None
+
+
+async def test_unknown_users_cost_a_decoy_of_the_files_own_scheme(tmp_path):
+    from bridge import hashes
+
+    stored = hashes.make("bcrypt", "pw", like="$2b$05$" + "a" * 53)
+    auth = written(tmp_path, f'[users.bob]\npassword = "{stored}"\n')
+    [decoy] = auth.decoys._hashes
+    assert decoy.startswith("$2b$05$") and decoy != stored
+
+
+async def test_case_insensitive_names(tmp_path):
+    text = f'[users.Alice]\npassword = "{hash_password("pw", 10)}"\n'
+    strict = written(tmp_path, text)
+    assert await strict.authenticate(Credentials("alice", "pw")) is None
+    folding = written(tmp_path, text, case_insensitive=True)
+    identity = await folding.authenticate(Credentials("ALICE", "pw"))
+    assert identity is not None and identity.username == "Alice"
+    twice = text + f'[users.alice]\npassword = "{hash_password("pw", 10)}"\n'
+    with pytest.raises(AssertionError, match="same name as 'Alice'"):
+        written(tmp_path, twice, case_insensitive=True)
+
+
+def test_a_password_in_no_known_format_is_refused(tmp_path):
+    with pytest.raises(AssertionError, match="imported from another system"):
+        written(tmp_path, '[users.bob]\npassword = "plain text"\n')
