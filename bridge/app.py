@@ -12,7 +12,6 @@ import contextlib
 import gc
 import ipaddress
 import logging
-import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -25,11 +24,10 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import BaseRoute, Match, Route, Router
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.clientaddr import client_address
-from bridge.config import ConfigError
 from bridge.errors import (
     BadRequest,
     BridgeError,
@@ -43,13 +41,13 @@ from bridge.logs import (
     RequestIdMiddleware,
     audit,
     register_secret,
-    set_credential_params,
 )
 from bridge.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bridge.metrics import METRICS, watch_event_loop
 from bridge.params import credentials_from_query
+from bridge.reload import Reloader
 from bridge.runtime import Runtime
-from bridge.settings import Profile, Settings, load
+from bridge.settings import Profile, Settings
 from bridge.tokens.service import TokenDesk, TokenService
 
 logger = logging.getLogger("bridge.app")
@@ -375,6 +373,10 @@ class Generation:
         await self._stack.aclose()
         self.closed = True
 
+    def successor(self, settings: Settings) -> Generation:
+        """The next generation, for a reload: same failure log, new everything else."""
+        return Generation(settings, self.log_failure)
+
     def trusts(self, peer: str | None) -> bool:
         """Whether `peer` is one of [server] trusted_proxies (may name the request id)."""
         if peer is None or not self.gateway.proxies:
@@ -402,106 +404,6 @@ class _Counted(BaseRoute):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         with self.runtime().serving():
             await self.route.handle(scope, receive, send)
-
-
-# [server] keys a reload cannot apply to a running process: they need a restart.
-RESTART_KEYS = ("host", "port", "workers", "tls_certificate", "tls_key", "access_log",
-                "log_level", "log_format", "header_timeout", "idle_timeout",
-                "max_target_length", "max_header_size", "max_headers", "max_connections",
-                "max_connections_per_address", "connection_cap_exempt")
-
-
-class Reloader:
-    """The generation being served, and SIGHUP: validate, build, start, swap, retire.
-
-    An invalid file or a backend that fails to start is logged and changes
-    nothing. The swap is one assignment of the router's routes (no await in
-    between), so each request is served wholly by one configuration.
-    """
-
-    def __init__(self, first: Generation, path: Path | None,
-                 masked: list[str], quiet: set[str]) -> None:
-        self.router: Router | None = None  # the application's, once it exists
-        self.current = first
-        self.path = path
-        self.masked, self.quiet = masked, quiet
-        self._lock = asyncio.Lock()
-        self._retiring: set[asyncio.Task[Any]] = set()
-
-    async def reload(self) -> bool:
-        """Serve the configuration file as it is now; False (and a log line) if it cannot."""
-        async with self._lock:
-            if self.path is None:
-                logger.warning("reload requested, but no configuration file to read again")
-                return False
-            try:
-                settings = await asyncio.to_thread(load, self.path)
-            except ConfigError as exc:
-                logger.error("configuration %s not reloaded: %d problem(s): %s; still serving "
-                             "the previous one", self.path, len(exc.problems),
-                             "; ".join(exc.problems))
-                return False
-            old = self.current
-            changed = [k for k in RESTART_KEYS
-                       if getattr(settings.server, k) != getattr(old.settings.server, k)]
-            if changed:
-                logger.warning("[server] %s changed: applied at the next restart, not by a "
-                               "reload", ", ".join(changed))
-            new = Generation(settings, old.log_failure)
-            try:
-                await new.start()
-            except Exception as exc:
-                logger.error("configuration %s not reloaded: its backends did not start (%s); "
-                             "still serving the previous one", self.path,
-                             getattr(exc, "detail", "") or type(exc).__name__)
-                return False
-            set_credential_params(sorted({*credential_params(old.settings),
-                                          *credential_params(settings)}))
-            # -- the swap: no await from here to the end of the block --
-            self.current = new
-            if self.router is not None:
-                self.router.routes = new.routes
-            self.masked[:] = new.token_paths
-            self.quiet.clear()
-            self.quiet.update(new.quiet_paths)
-            task = asyncio.create_task(old.close(old.settings.server.deadline + 5))
-            self._retiring.add(task)
-            task.add_done_callback(self._retiring.discard)
-            logger.info("configuration reloaded from %s", self.path)
-            return True
-
-    @contextlib.asynccontextmanager
-    async def serving(self) -> AsyncIterator[None]:
-        """Start the first generation, reload on SIGHUP, close whatever is current at the end."""
-        await self.current.start()
-        loop = asyncio.get_running_loop()
-        hup = self.path is not None
-        if hup:
-            try:
-                loop.add_signal_handler(signal.SIGHUP, self._on_hup)
-            except (ValueError, RuntimeError):  # not the main thread (an in-process test)
-                hup = False
-        try:
-            yield
-        finally:
-            if hup:  # back to ignoring it (not the default: ending the process)
-                loop.remove_signal_handler(signal.SIGHUP)
-                signal.signal(signal.SIGHUP, signal.SIG_IGN)
-            # a reload under way finishes (it may retire one more generation) before the end
-            while self._retiring:
-                await asyncio.gather(*self._retiring, return_exceptions=True)
-            async with self._lock:
-                await self.current.close(self.current.settings.server.deadline)
-
-    def _on_hup(self) -> None:
-        task = asyncio.create_task(self.reload())
-        self._retiring.add(task)
-        task.add_done_callback(self._retiring.discard)
-
-
-def credential_params(settings: Settings) -> list[str]:
-    """The query parameters that carry passwords: no log line may show their values."""
-    return sorted({profile.query.password for profile in settings.profiles})
 
 
 def create_app(settings: Settings, reload_from: Path | None = None) -> Starlette:

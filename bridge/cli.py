@@ -37,9 +37,10 @@ def _report(exc: ConfigError, path: str | None) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from bridge.app import create_app, credential_params
+    from bridge.app import create_app
     from bridge.listener import raise_file_limit, uvicorn_options
     from bridge.logs import logging_config
+    from bridge.reload import credential_params
 
     try:
         settings = _load(args.config)

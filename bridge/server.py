@@ -14,7 +14,7 @@ are pickled to each worker as they are.
 
 SIGHUP: the supervisor validates the file once (an invalid one is logged and
 nothing changes) and passes the signal to every worker, which reloads it
-itself (bridge/app.py, `Reloader`). Workers never outlive the supervisor: the
+itself (bridge/reload.py, `Reloader`). Workers never outlive the supervisor: the
 kernel sends them SIGTERM when it dies (PR_SET_PDEATHSIG), and where that is
 not available a thread watches the parent's pid. The workers' metrics meet in
 a private folder that the supervisor creates and removes (bridge/metrics.py).

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from starlette.testclient import TestClient
 
-from bridge.app import Reloader, create_app
+from bridge.app import create_app
+from bridge.reload import Reloader
 from bridge.settings import load
 from tests.ops.conftest import DEMO_USER, demo_copy
 
