@@ -120,7 +120,7 @@ HSTS = (b"strict-transport-security", b"max-age=31536000")
 # walks what one turn allocated and kept: under 10 ms), and older generations never by
 # themselves (thresholds out of reach) but whole when the worker has no request in
 # flight, or, under saturation without a pause, at most every GC_FULL_FORCED seconds.
-GC_THRESHOLDS = (1_000, 1 << 30, 1 << 30)
+GC_THRESHOLDS = (200, 1 << 30, 1 << 30)
 GC_YOUNG_BUSY = 0.001   # seconds between young passes while the loop is busy
 GC_YOUNG_IDLE = 0.05    # ... and at most this when it is not
 GC_FULL_EVERY = 10.0    # seconds at least between two full passes
