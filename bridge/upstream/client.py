@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, TypeVar
@@ -282,8 +282,15 @@ class UpstreamClient:
             await asyncio.sleep(RETRY_BACKOFF * attempt)
 
     async def _read_direct(self, response: aiohttp.ClientResponse) -> bytes:
+        return await self._bounded(response.headers.get("content-length", ""),
+                                   response.content.iter_chunked(_CHUNK),
+                                   (aiohttp.ClientError, TimeoutError), map_failure)
+
+    async def _bounded(self, declared: str, body: AsyncIterator[bytes],
+                       errors: tuple[type[BaseException], ...],
+                       mapping: Callable[[Any], Exception]) -> bytes:
+        """The answer's body, at most max_bytes of it, whichever client reads it."""
         limit = self.config.max_bytes
-        declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise answered(UpstreamUnavailable(f"{self.name}: answer of {declared} bytes is "
                                                f"over max_bytes = {limit}"))
@@ -291,14 +298,14 @@ class UpstreamClient:
         size = 0
         failure: BridgeError | None = None
         try:
-            async for chunk in response.content.iter_chunked(_CHUNK):
+            async for chunk in body:
                 size += len(chunk)
                 if size > limit:
                     raise answered(UpstreamUnavailable(f"{self.name}: answer is over "
                                                        f"max_bytes = {limit}, stopped reading"))
                 chunks.append(chunk)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            failure = self._mapped(map_failure(exc))
+        except errors as exc:
+            failure = self._mapped(mapping(exc))
         if failure is not None:
             raise failure  # outside the handler: nothing of the request is chained to it
         return b"".join(chunks)
@@ -324,26 +331,9 @@ class UpstreamClient:
             await asyncio.sleep(RETRY_BACKOFF * attempt)
 
     async def _read(self, response: httpx.Response) -> bytes:
-        limit = self.config.max_bytes
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise answered(UpstreamUnavailable(f"{self.name}: answer of {declared} bytes is "
-                                               f"over max_bytes = {limit}"))
-        chunks: list[bytes] = []
-        size = 0
-        failure: BridgeError | None = None
-        try:
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > limit:
-                    raise answered(UpstreamUnavailable(f"{self.name}: answer is over "
-                                                       f"max_bytes = {limit}, stopped reading"))
-                chunks.append(chunk)
-        except (httpx.HTTPError, httpx.StreamError) as exc:
-            failure = self._mapped(exc)
-        if failure is not None:
-            raise failure  # outside the handler: nothing of the request is chained to it
-        return b"".join(chunks)
+        return await self._bounded(response.headers.get("content-length", ""),
+                                   response.aiter_bytes(), (httpx.HTTPError, httpx.StreamError),
+                                   lambda exc: exc)
 
     def _next_hop(self, request: httpx.Request, response: httpx.Response) -> httpx.Request:
         assert self.http is not None
