@@ -42,8 +42,8 @@ class Route:
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._backends: dict[int, tuple[Backend, CircuitBreaker]] = {}
-        self._where: dict[int, str] = {}
+        # keyed by the spec itself (compared by identity): one backend per table
+        self._backends: dict[BackendSpec, tuple[Backend, CircuitBreaker]] = {}
         self.in_flight = 0
         self._idle: asyncio.Event | None = None
         store = settings.state.build()
@@ -73,21 +73,19 @@ class Runtime:
 
     def _backend(self, spec: BackendSpec, pipeline: PipelineSettings,
                  role: str) -> tuple[Backend, CircuitBreaker]:
-        if id(spec) not in self._backends:
+        if spec not in self._backends:
             b = pipeline.breaker
             name = f"{role} [{spec.kind}]"
-            self._where[id(spec)] = spec.kind
             backend = spec.build()
             failures, cooldown = backend.breaker_failures, backend.breaker_cooldown
-            self._backends[id(spec)] = (backend, CircuitBreaker(
+            self._backends[spec] = (backend, CircuitBreaker(
                 name, b.failures if failures is None else failures,
                 b.cooldown if cooldown is None else cooldown))
-        return self._backends[id(spec)]
+        return self._backends[spec]
 
     def described_backends(self) -> list[tuple[str, Backend]]:
         """Each backend once, with the configuration table it was built from."""
-        return [(spec_where, backend) for spec_where, (backend, _)
-                in zip(self._where.values(), self._backends.values(), strict=True)]
+        return [(spec.kind, backend) for spec, (backend, _) in self._backends.items()]
 
     @property
     def backends(self) -> list[Backend]:
