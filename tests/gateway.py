@@ -18,8 +18,9 @@ def free_port() -> int:
 
 class Gateway:
     def __init__(self, config: Path | None, workdir: Path, env: dict[str, str] | None = None,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (), new_session: bool = False) -> None:
         self.config = config
+        self.new_session = new_session  # its own process group, to kill it whole
         self.port = free_port()
         self.log_path = workdir / f"gateway-{self.port}.log"
         self.env = {**os.environ, **(env or {})}
@@ -37,7 +38,8 @@ class Gateway:
             args += ["--config", str(self.config)]
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=self.env)
+                                        stdin=subprocess.DEVNULL, env=self.env,
+                                        start_new_session=self.new_session)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
