@@ -19,8 +19,14 @@ callbacks, the same response writer) and adds, per connection:
 
 Whatever is refused gets the gateway's XML error document with its 4xx/5xx
 status and `Connection: close`, or, when no request ever completed (a
-timeout), the connection is simply closed. Refusals are logged at debug level
-with the client address and a fixed reason, never the request target.
+timeout), the connection is simply closed. After a refusal the gateway's side
+is shut down at once, but the socket lingers, reading and dropping, until the
+client closes (at most LINGER s and a request head's worth of bytes): closed
+with the client's request unread, the kernel sends a reset that can destroy
+the answer before the client reads it. A phone writes its request as soon as
+it is connected, so a 503 at connect time always raced it (the restart storm,
+bench/storm.py, saw thousands of resets and no 503). Refusals are logged at
+debug level with the client address and a fixed reason, never the request target.
 When the gateway serves HTTPS itself, TLS handshakes get the header timeout
 too (uvloop's default is 60 s).
 """
@@ -103,6 +109,8 @@ def uvicorn_options(
 
 
 FILE_HEADROOM = 256  # descriptors beyond the client connections: backends, logs, the listener
+LINGER = 1.0        # seconds a refused connection is read (and dropped) while the client reads
+MAX_LINGERING = FILE_HEADROOM // 2  # per worker; beyond, closed at once (descriptors)
 
 
 def raise_file_limit(settings: ListenerSettings) -> str | None:
@@ -204,6 +212,15 @@ def _per_address(server_state: ServerState) -> Counter[str]:
     return counts
 
 
+def _lingering(server_state: ServerState) -> list[int]:
+    """The worker's count of refused connections still being read (a one-item list)."""
+    count: list[int] | None = getattr(server_state, "bridge_lingering", None)
+    if count is None:
+        count = [0]
+        server_state.bridge_lingering = count  # type: ignore[attr-defined]
+    return count
+
+
 class HardenedProtocol(HttpToolsProtocol):
     def __init__(
         self,
@@ -228,6 +245,7 @@ class HardenedProtocol(HttpToolsProtocol):
         self.read_size = 0             # of the latest read: with head_bytes, bounds a head
         self.line = bytearray()        # a request line still without version, on the slow path
         self.url = b""
+        self.linger_timer: asyncio.TimerHandle | None = None  # refused: read until closed
 
     # connection -----------------------------------------------------------------------------
 
@@ -253,9 +271,18 @@ class HardenedProtocol(HttpToolsProtocol):
                 del self.per_address[self.address_key]
             self.address_key = None
         self._cancel_head_timer()
+        if self.linger_timer is not None:
+            self.linger_timer.cancel()
+            self.linger_timer = None
+            _lingering(self.server_state)[0] -= 1
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.linger_timer is not None:  # refused: what the client still sends is dropped,
+            self.head_bytes += len(data)   # up to a request head's worth (a flood is cut off)
+            if self.head_bytes > self.limits.max_target_length + self.limits.max_header_size:
+                self.transport.close()
+            return
         self._unset_keepalive_if_required()
         self.read_size = len(data)
         if self.in_head:
@@ -322,7 +349,14 @@ class HardenedProtocol(HttpToolsProtocol):
         extra = b"".join(name + b": " + value + b"\r\n"
                          for name, value in self.server_state.default_headers)
         self.transport.write(head + b"\r\n" + extra + rest)
-        self.transport.close()
+        lingering = _lingering(self.server_state)
+        if self.transport.can_write_eof() and lingering[0] < MAX_LINGERING:
+            self.transport.write_eof()  # the answer, then our FIN; the client's EOF closes it
+            self.linger_timer = self.loop.call_later(LINGER, self.transport.close)
+            self.head_bytes = 0
+            lingering[0] += 1
+        else:  # TLS cannot half-close
+            self.transport.close()
 
     def _peer(self) -> str:
         return self.client[0] if self.client else "-"

@@ -446,3 +446,24 @@ def test_the_open_file_limit_is_raised_for_max_connections():
             assert warning is not None and "LimitNOFILE" in warning
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, before)
+
+
+def test_a_refused_phone_reads_its_503_though_it_sent_its_request_at_once(tmp_path):
+    """A phone writes its request as soon as it is connected. Closing a socket whose request
+    is still unread makes the kernel send a reset, which can destroy the 503 before the phone
+    reads it (the restart storm saw thousands of resets instead of 503s): the listener closes
+    its side only after the answer, and reads until the client is gone (bench/storm.py)."""
+    with gateway_with(tmp_path, "max_connections = 1\n") as gw:  # held stays 10 s
+        time.sleep(0.5)  # the start-up probe's connection is gone
+        with connect(gw) as held:
+            time.sleep(0.2)
+            for _ in range(3):
+                with connect(gw) as excess:
+                    excess.sendall(b"GET /provision?user=alice HTTP/1.1\r\nHost: x\r\n\r\n")
+                    time.sleep(0.3)  # the request is there before anyone reads the answer
+                    data, end = read_all(excess, 3)
+                assert end == "eof", (end, data)
+                assert_error_document(data, 503, "upstream_unavailable")
+                assert b"\r\nretry-after: " in data
+            held.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert read_all(held)[0].startswith(b"HTTP/1.1 200 ")
