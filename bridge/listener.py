@@ -108,9 +108,11 @@ def uvicorn_options(
     return options
 
 
-FILE_HEADROOM = 256  # descriptors beyond the client connections: backends, logs, the listener
-LINGER = 1.0        # seconds a refused connection is read (and dropped) while the client reads
-MAX_LINGERING = FILE_HEADROOM // 2  # per worker; beyond, closed at once (descriptors)
+LINGER = 1.0          # seconds a refused connection is read (and dropped) while the client reads
+MAX_LINGERING = 1024  # per worker; beyond, closed at once. A restart storm refused ~1,000/s per
+                      # worker, whose EOFs the busy loop read up to 0.5 s late (128 lost four)
+# descriptors beyond the client connections: backends, logs, the listener, lingering refusals
+FILE_HEADROOM = 256 + MAX_LINGERING
 
 
 def raise_file_limit(settings: ListenerSettings) -> str | None:
