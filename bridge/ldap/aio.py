@@ -23,11 +23,14 @@ Model (see `AsyncLdapClient`):
   noticed while idle is simply replaced. A timeout on a pooled connection is
   never retried; on a new connection that has had no answer yet it is a setup
   failure (below).
-- reset_after_bind: a connection a user bound successfully is rebound
-  anonymously before it may go idle, in the background (the caller already has
-  its answer). Under load it goes straight to the next waiting bind instead,
-  which replaces the identity at once, so the extra round trip is only paid
-  when the pool is not saturated.
+- reset_after_bind: a connection a user bound successfully is only ever used
+  again for another user bind (the bind pool does nothing else, and a bind
+  replaces the identity at once: a failed one leaves it anonymous, RFC 4511
+  4.2.1), so it is not reset on release. It goes straight to the next waiting
+  bind, or idle; one that stays idle RESET_DELAY seconds is rebound
+  anonymously in the background. Nothing but a bind runs under a previous
+  user's identity, and no connection stays bound as a user longer than
+  RESET_DELAY after its last operation; back-to-back logins save the rebind.
 - Failover and the service-account hold-back are `failover.Failover` (shared
   with the ldap3 client; the rules are in its docstring). Here: a new
   connection is one `Walk`; setup is TCP, TLS or StartTLS, and the service bind
@@ -78,6 +81,11 @@ __all__ = ["AsyncLdapClient"]
 
 _Encoder = Callable[[int], bytes]  # message id -> one encoded request
 
+RESET_DELAY = 0.005
+"""Seconds a connection bound as a user may stay idle before its anonymous rebind
+(reset_after_bind): long enough for back-to-back logins to reuse it bound, short
+enough that no idle connection keeps a user's identity for longer than a few ms."""
+
 
 @dataclass(frozen=True, slots=True)
 class _Server:
@@ -121,7 +129,10 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.decoder = proto.Decoder()
         self.closed = False
-        self.bound_as_user = False  # needs an anonymous rebind before it may go idle
+        self.bound_as_user = False  # needs an anonymous rebind if it stays idle (RESET_DELAY)
+        self.idle = False  # in its pool's idle list
+        self.reset_at = 0.0  # loop time of the anonymous rebind, if still idle and bound
+        self.reset_timer: asyncio.TimerHandle | None = None
         self.proven = False  # the server has answered on it (see failover.py)
         self.entries: list[proto.LdapMessage] = []
         self._next_id = 1
@@ -248,6 +259,9 @@ class _Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.reset_timer is not None:
+            self.reset_timer.cancel()
+            self.reset_timer = None
 
     def _fail(self, exc: LdapError) -> None:
         waiter = self._waiter
@@ -323,6 +337,8 @@ class AsyncLdapClient(LdapClient):
     async def close(self) -> None:
         self._closed = True
         for pool in (self._bind_pool, self._search_pool):
+            for conn in pool.idle:
+                conn.idle = False
             pool.idle.clear()
             while pool.waiters:
                 fut = pool.waiters.popleft()
@@ -458,9 +474,11 @@ class AsyncLdapClient(LdapClient):
         return conn
 
     def _idle(self, pool: _Pool) -> _Connection | None:
+        """The most recently released live connection (a bound one saves its rebind)."""
         idle = pool.idle
         while idle:
             conn = idle.pop()
+            conn.idle = False  # its pending reset, if any, does nothing now
             if not conn.closed:
                 return conn
             self._conns.discard(conn)
@@ -470,8 +488,9 @@ class AsyncLdapClient(LdapClient):
         """Give the slot (and `conn` when it is healthy) to the oldest waiter, or back.
 
         A connection still bound as a user may go straight to a waiting bind,
-        which replaces that identity at once; it is never put idle before an
-        anonymous rebind. Under load the reset round trip is thus mostly saved.
+        or idle for at most RESET_DELAY (`_defer_reset`): only binds take
+        connections from the bind pool, and a bind replaces that identity at
+        once. Under load the reset round trip is thus mostly saved.
         """
         if conn is not None and (conn.closed or self._closed):
             self._conns.discard(conn)
@@ -484,18 +503,50 @@ class AsyncLdapClient(LdapClient):
             if not fut.done():
                 fut.set_result(conn if conn is not None else self._idle(pool))
                 return
-        if conn is not None and conn.bound_as_user:
-            self._reset_then_release(pool, conn)
-            return
         pool.used -= 1
         if conn is not None:
+            conn.idle = True
             pool.idle.append(conn)
+            if conn.bound_as_user:
+                self._defer_reset(pool, conn)
+
+    def _defer_reset(self, pool: _Pool, conn: _Connection) -> None:
+        """Rebind `conn` anonymously if it is still idle RESET_DELAY from now.
+
+        One lazy timer per connection, as for operation deadlines: a timer
+        still pending from an earlier release is kept, and re-armed when it
+        fires early; no timer is created or cancelled per login under load.
+        """
+        loop = conn.loop
+        conn.reset_at = at = loop.time() + RESET_DELAY
+        if conn.reset_timer is None:
+            conn.reset_timer = loop.call_at(at, self._reset_if_idle, pool, conn)
+
+    def _reset_if_idle(self, pool: _Pool, conn: _Connection) -> None:
+        conn.reset_timer = None
+        if not conn.idle or not conn.bound_as_user:
+            return  # taken by a bind since (re-armed when released), or reset already
+        if conn.closed or self._closed:
+            conn.idle = False
+            with contextlib.suppress(ValueError):
+                pool.idle.remove(conn)
+            self._conns.discard(conn)
+            return
+        if conn.loop.time() < conn.reset_at:  # released again since this timer was set
+            conn.reset_timer = conn.loop.call_at(conn.reset_at, self._reset_if_idle, pool, conn)
+            return
+        # take it out of the idle list into a slot of its own (idle ones never exceed the
+        # free slots), so that no bind can get it while the rebind is in flight
+        conn.idle = False
+        pool.idle.remove(conn)
+        pool.used += 1
+        self._reset_then_release(pool, conn)
 
     def _reset_then_release(self, pool: _Pool, conn: _Connection) -> None:
         """Anonymous rebind in the background; the slot comes back when it is answered.
 
-        The caller has its result already: the reset costs the pool one round
-        trip of occupancy, not the user any latency.
+        Nobody waits for it: the reset costs the pool one round trip of
+        occupancy, not a user any latency.
         """
         conn.bound_as_user = False
         mid = conn.take_id()

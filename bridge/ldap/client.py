@@ -115,7 +115,8 @@ class ServerSettings:
     pool_size: int = 8                  # persistent connections per pool and worker
     service_dn: str | None = None       # for searches; None: anonymous searches
     service_password: str | None = field(default=None, repr=False)
-    reset_after_bind: bool = True       # rebind anonymously so no connection stays bound as a user
+    reset_after_bind: bool = True       # no idle connection stays bound as a user (aio: after
+                                        # RESET_DELAY; ldap3: at once); only binds follow a user's
     down_for: float = DOWN_FOR          # skip a failed server / hold back a refused service account
 
 
@@ -147,7 +148,8 @@ class LdapClient:
         its connection is bound as the user, and an outage after the bind
         raises like any search (LdapUnavailable, LdapTimeout). LdapOperationError
         comes from the search only, i.e. after a successful bind. The connection
-        is reset afterwards like after `bind` (reset_after_bind).
+        is reset afterwards like after `bind` (reset_after_bind: before anything
+        but another user's bind runs on it, and when it stays idle).
         """
         raise NotImplementedError
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from bridge.ldap import aio
 from bridge.ldap import protocol as p
 from bridge.ldap.aio import AsyncLdapClient
 from bridge.ldap.client import (
@@ -26,7 +27,18 @@ from bridge.ldap.client import (
     TlsMode,
 )
 from bridge.ldap.escape import escape_filter_value
-from tests.ldap.slapd import GROUPS, GROUPS_DN, PEOPLE_DN, USERS, Slapd, free_port
+from tests.conftest import unavailable
+from tests.ldap import slapd as slapd_mod
+from tests.ldap.slapd import (
+    GROUPS,
+    GROUPS_DN,
+    PEOPLE_DN,
+    USERS,
+    Slapd,
+    bind_count,
+    bound_as,
+    free_port,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -57,13 +69,14 @@ async def client_for(settings: ServerSettings, **kw: float) -> AsyncIterator[Asy
 
 
 async def wait_idle(client: AsyncLdapClient, count: int = 1) -> None:
-    """Background anonymous rebinds finish after bind() returned: wait for them."""
+    """Anonymous rebinds run RESET_DELAY after a connection went idle, in the background:
+    wait until `count` connections are idle and none of them is still bound as a user."""
     pool = client._bind_pool
-    for _ in range(200):
-        if len(pool.idle) >= count:
+    for _ in range(400):
+        if len(pool.idle) >= count and not any(c.bound_as_user for c in pool.idle):
             return
         await asyncio.sleep(0.005)
-    raise AssertionError("bind connection did not return to the pool")
+    raise AssertionError("bind connection did not return to the pool (reset)")
 
 
 async def whoami_on_idle(client: AsyncLdapClient) -> list[bytes]:
@@ -220,6 +233,76 @@ async def test_reset_after_bind_leaves_connection_anonymous(slapd: Slapd, reset:
         # a failed bind leaves the connection anonymous by itself (no reset sent)
         assert (await client.bind(ALICE.dn, "wrong")).code == 49
         await wait_idle(client)
+        assert await whoami_on_idle(client) == [b""]
+
+
+@pytest.fixture
+def monitored_slapd(tmp_path: Path) -> Iterator[Slapd]:
+    if reason := slapd_mod.missing():
+        unavailable(f"OpenLDAP fixture unavailable: {reason}")
+    server = Slapd(tmp_path / "slapd", with_monitor=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_back_to_back_binds_save_the_reset(monitored_slapd: Slapd,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """reset_after_bind: a connection goes from bind to bind without an anonymous rebind
+    between them; one left idle past RESET_DELAY is anonymous again (slapd's monitor)."""
+    monkeypatch.setattr(aio, "RESET_DELAY", 0.5)  # long: "back to back" on a loaded machine
+    monitor = monitored_slapd.monitor()
+    try:
+        async with client_for(make_settings(monitored_slapd, pool_size=4)) as client:
+            assert (await client.bind(DAVE.dn, DAVE.password)).ok  # the connection's setup
+            await wait_idle(client)
+            before = bind_count(monitor)
+            for user in (ALICE, DAVE) * 5:
+                assert (await client.bind(user.dn, user.password)).ok
+            assert len(client._conns) == 1
+            # the last user stays bound while idle, for at most RESET_DELAY
+            assert bound_as(monitor).count(DAVE.dn) == 1
+            assert bind_count(monitor) - before == 10  # the users' binds, no rebind between
+            t0 = time.monotonic()
+            await wait_idle(client)
+            assert time.monotonic() - t0 >= 0.4
+            assert bind_count(monitor) - before == 11  # the one deferred rebind
+            assert DAVE.dn not in bound_as(monitor)
+            assert await whoami_on_idle(client) == [b""]
+    finally:
+        monitor.unbind()
+
+
+async def test_nothing_but_a_bind_runs_as_the_previous_user(
+        slapd: Slapd, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection still bound as alice (reset deferred) given to a bind that fails is
+    anonymous, and the search of a bind_and_search only runs after its own bind succeeded."""
+    monkeypatch.setattr(aio, "RESET_DELAY", 30.0)  # no rebind during this test
+    own = SearchRequest(ALICE.dn, Scope.BASE, "(objectClass=*)", ["uid", "userPassword"])
+    async with client_for(make_settings(slapd, pool_size=1)) as client:
+        assert (await client.bind(ALICE.dn, ALICE.password)).ok
+        assert await whoami_on_idle(client) == [f"dn:{ALICE.dn}".encode()]
+        result, entries = await client.bind_and_search(DAVE.dn, "wrong", own)
+        assert (result.code, entries) == (49, [])
+        assert not client._bind_pool.idle[0].bound_as_user
+        assert await whoami_on_idle(client) == [b""]
+        result, entries = await client.bind_and_search(DAVE.dn, DAVE.password, own)
+        # as dave: alice's entry without the password hash that only alice may read
+        assert result.ok and [e.dn for e in entries] == [ALICE.dn]
+        assert entries[0].values("uid") and not entries[0].values("userPassword")
+        assert await whoami_on_idle(client) == [f"dn:{DAVE.dn}".encode()]
+        assert len(client._conns) == 1
+
+
+async def test_a_bound_connection_is_reset_after_the_delay(slapd: Slapd) -> None:
+    """The default RESET_DELAY: a few milliseconds, then the idle connection is anonymous."""
+    async with client_for(make_settings(slapd)) as client:
+        assert (await client.bind(ALICE.dn, ALICE.password)).ok
+        t0 = time.monotonic()
+        await wait_idle(client)
+        assert aio.RESET_DELAY <= time.monotonic() - t0 < 1.0
         assert await whoami_on_idle(client) == [b""]
 
 
