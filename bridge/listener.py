@@ -28,7 +28,8 @@ it is connected, so a 503 at connect time always raced it (the restart storm,
 bench/storm.py, saw thousands of resets and no 503). Refusals are logged at
 debug level with the client address and a fixed reason, never the request target.
 When the gateway serves HTTPS itself, TLS handshakes get the header timeout
-too (uvloop's default is 60 s).
+too (uvloop's default is 60 s). A response's head leaves in one write with its
+body (`_OneWrite`), so a worker that dies mid-answer never leaves half a response.
 """
 
 from __future__ import annotations
@@ -223,6 +224,51 @@ def _lingering(server_state: ServerState) -> list[int]:
     return count
 
 
+class _OneWrite(asyncio.Transport):
+    """A request's transport that sends the response head with the body written after it.
+
+    uvicorn writes the head and the body in two writes. A worker killed between them
+    (SIGKILL, the OOM killer, a crash; under load the process can be descheduled there)
+    left a reverse proxy holding a 200 head it had already passed on: the phone got a
+    truncated answer instead of the proxy trying another instance (tests/ops/test_pair.py
+    saw it). In one write the proxy gets all of it or nothing. The head waits for one
+    event-loop turn at most: a HEAD answer or a stream has no body in the same turn.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self.transport = transport
+        self.loop = loop
+        self.head_due = True
+        self.held = b""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self.held:
+            data, self.held = self.held + data, b""
+        elif self.head_due and bytes(data[:10]) != b"HTTP/1.1 1":  # a 100 Continue goes now
+            self.head_due = False
+            self.held = bytes(data)
+            self.loop.call_soon(self.flush)
+            return
+        self.transport.write(data)
+
+    def flush(self) -> None:
+        if self.held:
+            data, self.held = self.held, b""
+            if not self.transport.is_closing():
+                self.transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.transport.get_extra_info(name, default)
+
+
 class HardenedProtocol(HttpToolsProtocol):
     def __init__(
         self,
@@ -397,6 +443,7 @@ class HardenedProtocol(HttpToolsProtocol):
         if len(self.tasks) >= limits.max_connections:
             raise _Refused(503, "too many requests in flight")
         super().on_headers_complete()
+        self.cycle.transport = _OneWrite(self.transport, self.loop)
 
 
 # -- the event loop: a TLS handshake is bounded like a request head --------------------------
