@@ -7,13 +7,16 @@ import json
 import logging
 import time
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge.breaker import CLOSED, OPEN, CircuitBreaker, CircuitOpen
 from bridge.errors import InternalError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from bridge.models import Account, Credentials, Identity
-from bridge.placeholders import UnsafeValue
+from bridge.placeholders import UnsafeValue, Values
 from bridge.sources.http import HTTPSource
 from tests.gateway import free_port
 from tests.upstreams import (
@@ -682,3 +685,54 @@ X-Customer = "{identity.username} &=?"
     assert a.headers["x-customer"].endswith(" &=?")
     assert (direct.status, direct.content) == (through_httpx.status, through_httpx.content)
     assert direct.headers.get("content-type") == through_httpx.headers.get("content-type")
+
+
+# -- the request URL, built as a string (issue 16) ----------------------------------------
+
+URL_SHAPES = [  # (url, [query]): plain ones are sent as built, the others through httpx.URL
+    ("http://127.0.0.1:8080/accounts/{identity.username}", {}),
+    ("https://billing.example.com/v1/c/{identity.username}/lines?format=json&x=1",
+     {"login": "{identity.username}", "n": "pre-{identity.username}-post", "k y": "1"}),
+    ("http://[::1]:9000/{identity.username}x{identity.username}", {"a": "{identity.username}"}),
+    ("https://Billing.Example.COM:443/a b/ü/{identity.username}", {}),   # httpx rewrites these
+    ("http://h.example/%7e/{identity.username}?q=%zz", {"p": "100%{identity.username}"}),
+    ("http://h.example/a/./b/../{identity.username}", {}),
+    ("http://h.example", {}),
+    ("http://h.example/", {"only": "{identity.username}"}),
+]
+
+
+@pytest.mark.parametrize(("url", "query"), URL_SHAPES)
+@given(name=st.text(min_size=1, max_size=12).filter(lambda s: s not in (".", "..")))
+@settings(max_examples=60, deadline=None)
+def test_the_url_string_is_what_httpx_would_send(url: str, query: dict[str, str],
+                                                 name: str) -> None:
+    """Whatever the typed name, the URL is what the same parts gave through httpx.URL before
+    (str of it is what the direct path sends); only the URL object per request is gone."""
+    import httpx
+
+    from bridge.placeholders import QUERY, path_segment
+    from bridge.upstream.templates import RequestTemplate, URLTemplate, compile_table
+
+    scopes = ("login", "identity")
+    compiled, errors = compile_table(dict(query), scopes)
+    assert not errors
+    template = RequestTemplate("GET", URLTemplate.parse(url, scopes), compiled)
+    lookup = Values(Credentials("u", "p"), Identity(name, {})).lookup
+    prepared = template.prepare(Values(Credentials("u", "p"), Identity(name, {})))
+    built = template.url._join(
+        "/".join(path_segment(s, lookup) for s in template.url.segments),
+        "&".join(f"{quote(k, safe='')}={t.render(lookup, QUERY)}" for k, t in compiled))
+    assert prepared.url == str(httpx.URL(built))
+    assert httpx.URL(prepared.url) == httpx.URL(built)  # the httpx path: the same request
+
+
+def test_which_url_templates_are_sent_as_built() -> None:
+    from bridge.upstream.templates import RequestTemplate, URLTemplate, compile_table
+
+    scopes = ("login", "identity")
+    plain = []
+    for url, query in URL_SHAPES:
+        compiled, _ = compile_table(dict(query), scopes)
+        plain.append(RequestTemplate("GET", URLTemplate.parse(url, scopes), compiled).url.plain)
+    assert plain == [True, True, True, False, False, False, True, True]
