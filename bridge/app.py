@@ -43,7 +43,7 @@ from bridge.logs import (
     register_secret,
 )
 from bridge.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from bridge.metrics import METRICS, watch_event_loop
+from bridge.metrics import METRICS, UNKNOWN, watch_event_loop
 from bridge.params import credentials_from_query
 from bridge.reload import Reloader
 from bridge.runtime import Runtime
@@ -217,15 +217,18 @@ def _host(request: Request) -> str | None:
 def _routes(gen: Generation) -> list[BaseRoute]:
     """Every route of one configuration; its handlers use that configuration only."""
     settings, gateway, tokens, log_failure = gen.settings, gen.gateway, gen.tokens, gen.log_failure
+    # every series a request touches, resolved here once (bridge/metrics.py)
+    unknown = METRICS.profile(UNKNOWN)
+    by_profile = {p.name: METRICS.profile(p.name) for p in settings.profiles}
 
     async def provision(request: Request) -> Response:
-        METRICS.inc("bridge_requests_total")
         started = time.perf_counter()
         policy: ErrorPolicy = settings.errors
-        profile_name, tenant, username, client = "-", None, None, None
+        profile_name, tenant, username, client = UNKNOWN, None, None, None
 
         def finish(status: int) -> None:
-            METRICS.observe("bridge_request_duration_seconds", time.perf_counter() - started)
+            by_profile.get(profile_name, unknown).request(tenant or UNKNOWN, status,
+                                                          time.perf_counter() - started)
             audit(profile=profile_name, tenant=tenant, username=username,
                   client=client or _peer(request), status=status, started=started)
 
@@ -250,10 +253,8 @@ def _routes(gen: Generation) -> list[BaseRoute]:
         except Exception as exc:
             log_failure(exc)
             response = policy.response(exc)
-            METRICS.inc(f"bridge_responses_{response.status_code}_total")
             finish(response.status_code)
             return response
-        METRICS.inc("bridge_responses_200_total")
         finish(200)
         return XMLResponse(body)
 
@@ -264,8 +265,9 @@ def _routes(gen: Generation) -> list[BaseRoute]:
         assert tokens is not None
         policy = replace(profile.errors, challenge=None)  # no Basic prompt: no password here
 
+        counted = by_profile[profile.name]
+
         async def provision_token(request: Request) -> Response:
-            METRICS.inc("bridge_token_requests_total")
             started = time.perf_counter()
             try:
                 token = request.path_params["token"]
@@ -283,12 +285,12 @@ def _routes(gen: Generation) -> list[BaseRoute]:
                 response = policy.response(exc)
                 if isinstance(exc, MethodNotAllowed):
                     response.headers["Allow"] = "GET"
-                METRICS.inc(f"bridge_token_responses_{response.status_code}_total")
+                counted.token_request(response.status_code)
                 audit(profile=profile.name, tenant="token", username=None,
                       client=gateway.client(request), status=response.status_code,
                       started=started)
                 return response
-            METRICS.inc("bridge_token_responses_200_total")
+            counted.token_request(200)
             audit(profile=profile.name, tenant="token", username=None,
                   client=gateway.client(request), status=200, started=started)
             return XMLResponse(body)

@@ -16,6 +16,10 @@ parse). That is this user's 503, and a success for the breaker, so that one
 user the upstream does not like can never get everyone a CircuitOpen. The
 mark travels on the exception itself; there is one breaker per backend, kept
 by the request flow, and backends have none of their own.
+
+Being the one object per backend that every call passes through, the breaker
+also keeps the backend's metrics (bridge/metrics.py `BackendMetrics`): the
+duration of each call, failures by kind, refusals, and its own state.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from bridge.errors import UpstreamError, UpstreamUnavailable
+from bridge.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from bridge.metrics import METRICS, BackendMetrics
 
 logger = logging.getLogger("bridge.breaker")
 
@@ -61,8 +66,13 @@ class CircuitBreaker:
         failure_threshold: int = 5,
         cooldown: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        metrics: BackendMetrics | None = None,
     ) -> None:
-        """`failure_threshold` <= 0 disables the breaker (every call goes through)."""
+        """`failure_threshold` <= 0 disables the breaker (every call goes through).
+
+        `metrics`: the backend's series; without them nothing is measured (tests,
+        flows built by hand)."""
         self.name = name
         self.failure_threshold = failure_threshold
         self.cooldown = cooldown
@@ -70,6 +80,20 @@ class CircuitBreaker:
         self.failures = 0
         self._opened_at: float | None = None
         self._probing = False
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.state(CLOSED)
+            METRICS.watch(self)  # open turns half-open by the clock, not by a call
+
+    def report(self) -> None:
+        """Write the state to the backend's gauge (only a change costs a write)."""
+        if self.metrics is not None:
+            self.metrics.state(self.state)
+
+    def count(self, kind: str) -> None:
+        """One failed call of `kind` (bridge.metrics.ERROR_KINDS) for the backend's counter."""
+        if self.metrics is not None:
+            self.metrics.errors[kind].inc()
 
     @property
     def state(self) -> str:
@@ -93,16 +117,21 @@ class CircuitBreaker:
         if state == HALF_OPEN and not self._probing:
             self._probing = True
             logger.info("circuit %s: half-open, sending one probe", self.name)
+            self.report()
             return
+        self.count("circuit_open")
         raise CircuitOpen(f"{self.name}: circuit open after {self.failures} consecutive "
                           f"failures, not calling it")
 
     def success(self) -> None:
-        if self._opened_at is not None:
+        reopened = self._opened_at is not None
+        if reopened:
             logger.warning("circuit %s: closed again, the probe succeeded", self.name)
         self.failures = 0
         self._opened_at = None
         self._probing = False
+        if reopened:
+            self.report()
 
     def failure(self) -> None:
         self.failures += 1
@@ -115,6 +144,7 @@ class CircuitBreaker:
             logger.warning("circuit %s: open for %.1fs after %d consecutive failure(s)",
                            self.name, self.cooldown, self.failures)
             self._opened_at = self.clock()
+            self.report()
         self._probing = False
 
     def abandon(self) -> None:
@@ -128,17 +158,25 @@ class CircuitBreaker:
     @contextlib.contextmanager
     def guard(self) -> Iterator[None]:
         """check(), then record the outcome: an UpstreamError is a failure (unless it is
-        marked `answered`), a result a success, anything else no verdict."""
+        marked `answered`), a result a success, anything else no verdict. With metrics:
+        the call's duration, and its failure by kind."""
         self.check()
+        metrics = self.metrics
+        started = time.perf_counter() if metrics is not None else 0.0
         try:
             yield
         except UpstreamError as exc:
             if is_answered(exc):
+                self.count("answered")
                 self.success()
             else:
+                self.count("timeout" if isinstance(exc, UpstreamTimeout) else "unavailable")
                 self.failure()
             raise
         except BaseException:
             self.abandon()
             raise
+        finally:
+            if metrics is not None:
+                metrics.duration.observe(time.perf_counter() - started)
         self.success()

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from bridge.config import Model
 from bridge.errors import UpstreamUnavailable
+from bridge.metrics import METRICS
 from bridge.state import Store
 
 T = TypeVar("T")
@@ -26,9 +27,12 @@ T = TypeVar("T")
 class Coalescer:
     def __init__(self) -> None:
         self._flights: dict[str, asyncio.Future[object]] = {}
+        # bridge_cache_hits_total{cache="coalesced"}: requests that joined a call in flight
+        self._joined = METRICS.cache_hits["coalesced"]
 
     async def run(self, key: str, fn: Callable[[], Awaitable[T]]) -> T:
         if (flight := self._flights.get(key)) is not None:
+            self._joined.inc()
             # shield: one waiter giving up must not cancel the call for the others
             try:
                 return cast(T, await asyncio.shield(flight))
@@ -71,11 +75,15 @@ class ResponseCache:
     def __init__(self, store: Store, settings: CacheSettings) -> None:
         self.store = store
         self.settings = settings
+        self._hit = METRICS.cache_hits["document"]
+        self._miss = METRICS.document_misses
 
     async def get(self, key: str) -> bytes | None:
         if not self.settings.enabled:
             return None
-        return await self.store.get("doc:" + key)
+        document = await self.store.get("doc:" + key)
+        (self._miss if document is None else self._hit).inc()
+        return document
 
     async def put(self, key: str, document: bytes) -> None:
         if self.settings.enabled:

@@ -99,6 +99,8 @@ class Guard:
         self.settings = settings
         # BLAKE2b takes keys of up to 64 bytes; a longer configured secret is condensed.
         self._secret = secret if len(secret) <= 64 else hashlib.blake2b(secret).digest()
+        # bridge_cache_hits_total{cache="negative"}: a known-bad password answered from memory
+        self._known_bad = METRICS.cache_hits["negative"]
 
     def digest(self, *parts: str) -> str:
         # Keyed BLAKE2b is a MAC in its own right and a few times cheaper than HMAC here.
@@ -129,7 +131,10 @@ class Guard:
     async def recently_failed(self, attempt: Attempt) -> bool:
         if not self.settings.lockout_window:
             return False
-        return await self.store.get("neg:" + attempt.key) is not None
+        if await self.store.get("neg:" + attempt.key) is None:
+            return False
+        self._known_bad.inc()
+        return True
 
     async def admit(self, attempt: Attempt) -> None:
         """Raise RateLimited, or count this attempt against the limits."""
@@ -189,6 +194,7 @@ class Guard:
 
     def _refuse(self, which: str, wait: float) -> None:
         METRICS.inc(f"bridge_rate_limited_{which}_total")
+        METRICS.limit_refusals[which].inc()
         raise RateLimited(f"{which} limit reached", retry_after=max(1, math.ceil(wait)))
 
     async def settle(self, attempt: Attempt, outcome: str) -> None:

@@ -7,21 +7,147 @@ PROMETHEUS_MULTIPROC_DIR, prometheus-client keeps every value in a memory-mapped
 file per process there, and /metrics sums them: any worker answers with the
 totals. A single process keeps its values in memory.
 
-Labels are deliberately absent: nothing user-supplied (usernames, addresses,
-let alone passwords) can end up in a metric. Names are created on first use
-(`bridge_responses_503_total`); statuses and configured names only.
+Labels come from the configuration or from fixed sets only: profile and tenant
+names, a backend's configuration table (`auth`, `profiles.desktop.source`), HTTP
+statuses, stage and outcome names. Nothing a phone sends (usernames, addresses,
+let alone passwords) can become a label value or a metric name: a request that
+matches no profile or tenant is counted under "-".
+
+Cost: a request must not format label values or look a labelled child up in
+prometheus-client (a lock and a tuple of strings per call). Each profile's and
+each backend's series are resolved once into `ProfileMetrics`/`BackendMetrics`
+(kept here by name), so a request pays dict lookups and the increments.
+
+The unlabelled request names from before (`bridge_requests_total`,
+`bridge_responses_<status>_total`, `bridge_request_duration_seconds` and the
+`bridge_token_` ones) are kept for existing dashboards, but a request no longer
+pays for them: the scrape sums them from the labelled series (`_legacy`), exactly,
+since the stage buckets include every bucket of the old histogram. Other names
+(`bridge_rate_limited_*`, ...) are made on first use by `inc`/`set`/`observe`.
 """
 
 from __future__ import annotations
 
 import os
+import weakref
+from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# stages and backends: a cached answer or a local file backend takes well under 5 ms
+FINE_BUCKETS = (0.0005, 0.001, 0.0025, *BUCKETS)
+ENDPOINT_TENANT = "token"  # the tenant of the token endpoint's requests, as in the audit line
+
+UNKNOWN = "-"  # a request that matched no profile or tenant: one series, not one per guess
+STAGES = ("authenticate", "accounts", "render", "total")
+# the audit line's outcomes (bridge/logs.py), by status
+OUTCOMES = ("ok", "auth_failed", "rate_limited", "rejected", "error")
+# bridge_backend_errors_total{kind}: what went wrong with a backend call
+ERROR_KINDS = ("unavailable", "timeout", "answered", "circuit_open")
+# bridge_breaker_state: 0 closed, 1 half-open (the next call probes), 2 open
+BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}
+LIMITS = ("address", "username", "backoff", "token_address")
+CACHES = ("document", "negative", "coalesced")
+
+
+def outcome(status: int) -> str:
+    """The audit line's outcome of a status (the same rule as bridge/logs.py)."""
+    if status < 400:
+        return "ok"
+    if status in (401, 403):
+        return "auth_failed"
+    if status == 429:
+        return "rate_limited"
+    return "rejected" if status < 500 else "error"
+
+
+class _Inc(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class _Observe(Protocol):
+    def observe(self, amount: float) -> None: ...
+
+
+class _Set(Protocol):
+    def set(self, value: float) -> None: ...
+
+
+class ProfileMetrics:
+    """One profile's series, resolved once (see the module's docstring for why)."""
+
+    __slots__ = (
+        "_family",
+        "_profile",
+        "_requests",
+        "_tokens",
+        "accounts",
+        "authenticate",
+        "render",
+        "total",
+    )
+
+    def __init__(self, metrics: Metrics, profile: str) -> None:
+        stage = metrics.stage_seconds
+        self.authenticate: _Observe = stage.labels(profile, "authenticate")
+        self.accounts: _Observe = stage.labels(profile, "accounts")
+        self.render: _Observe = stage.labels(profile, "render")
+        self.total: _Observe = stage.labels(profile, "total")
+        self._family = metrics.requests
+        self._profile = profile
+        # (tenant, status) -> its counter; tenants are configured names, statuses the
+        # handful the error policy maps to: bounded
+        self._requests: dict[tuple[str, int], _Inc] = {}
+        self._tokens: dict[int, _Inc] = {}
+
+    def request(self, tenant: str, status: int, seconds: float) -> None:
+        """Count one answered request (and its duration) by tenant, outcome and status."""
+        counter = self._requests.get((tenant, status))
+        if counter is None:
+            counter = self._requests[(tenant, status)] = self._resolve(tenant, status)
+        counter.inc()
+        self.total.observe(seconds)
+
+    def token_request(self, status: int) -> None:
+        """One answer of the token endpoint (tenant "token"; not in the stage histograms)."""
+        counter = self._tokens.get(status)
+        if counter is None:
+            counter = self._tokens[status] = self._resolve(ENDPOINT_TENANT, status)
+        counter.inc()
+
+    def _resolve(self, tenant: str, status: int) -> _Inc:
+        return self._family.labels(self._profile, tenant, outcome(status), str(status))
+
+
+class BackendMetrics:
+    """One backend's series (named by its configuration table), resolved once."""
+
+    __slots__ = ("_reported", "_state", "duration", "errors")
+
+    def __init__(self, metrics: Metrics, backend: str, role: str, kind: str) -> None:
+        self.duration: _Observe = metrics.backend_seconds.labels(backend, role, kind)
+        self.errors: dict[str, _Inc] = {k: metrics.backend_errors.labels(backend, k)
+                                        for k in ERROR_KINDS}
+        self._state: _Set = metrics.breaker_state.labels(backend)
+        self._reported = -1
+        self.state("closed")
+
+    def state(self, state: str) -> None:
+        """The breaker's state, written only when it changed (a write is a lock and mmap)."""
+        value = BREAKER_STATES[state]
+        if value != self._reported:
+            self._reported = value
+            self._state.set(value)
+
+
+class _Breaker(Protocol):
+    def report(self) -> None: ...
 
 
 class Metrics:
@@ -33,15 +159,80 @@ class Metrics:
         self._counters: dict[str, Counter] = {}
         self._gauges: dict[str, Gauge] = {}
         self._histograms: dict[str, Histogram] = {}
+        r = self.registry
+        self.requests = Counter(
+            "bridge_provision_requests", "provisioning requests answered, by profile, tenant, "
+            "outcome and status", ("profile", "tenant", "outcome", "status"), registry=r)
+        self.stage_seconds = Histogram(
+            "bridge_stage_duration_seconds", "time per stage of a provisioning request",
+            ("profile", "stage"), registry=r, buckets=FINE_BUCKETS)
+        self.backend_seconds = Histogram(
+            "bridge_backend_duration_seconds", "time of each call to a backend",
+            ("backend", "role", "type"), registry=r, buckets=FINE_BUCKETS)
+        self.backend_errors = Counter(
+            "bridge_backend_errors", "failed backend calls, by kind",
+            ("backend", "kind"), registry=r)
+        # across workers: the worst live worker's state (any worker refusing shows)
+        self.breaker_state = Gauge(
+            "bridge_breaker_state", "circuit breaker: 0 closed, 1 half-open, 2 open",
+            ("backend",), registry=r, multiprocess_mode="livemax")
+        hits = Counter("bridge_cache_hits", "answers from a cache", ("cache",), registry=r)
+        misses = Counter("bridge_cache_misses", "lookups the response cache could not "
+                         "answer", ("cache",), registry=r)
+        self.cache_hits: dict[str, _Inc] = {c: hits.labels(c) for c in CACHES}
+        # only the response cache counts misses: the other two are asked by every request
+        # (bridge_provision_requests_total is their denominator), a write saved per request
+        self.document_misses: _Inc = misses.labels("document")
+        refusals = Counter("bridge_limit_refusals", "requests refused by a rate limit",
+                           ("limit",), registry=r)
+        self.limit_refusals: dict[str, _Inc] = {x: refusals.labels(x) for x in LIMITS}
+        self._profiles: dict[str, ProfileMetrics] = {}
+        self._backends: dict[tuple[str, str, str], BackendMetrics] = {}
+        self._breakers: weakref.WeakSet[_Breaker] = weakref.WeakSet()
 
-    def inc(self, name: str, amount: float = 1) -> None:
-        self.values[name] = self.values.get(name, 0) + amount
+    def profile(self, name: str) -> ProfileMetrics:
+        """The series of the configured profile `name` (or UNKNOWN), made once."""
+        metrics = self._profiles.get(name)
+        if metrics is None:
+            metrics = self._profiles[name] = ProfileMetrics(self, name)
+        return metrics
+
+    def backend(self, backend: str, role: str, kind: str) -> BackendMetrics:
+        """The series of the backend built from configuration table `backend`."""
+        key = (backend, role, kind)
+        metrics = self._backends.get(key)
+        if metrics is None:
+            metrics = self._backends[key] = BackendMetrics(self, backend, role, kind)
+        return metrics
+
+    def watch(self, breaker: _Breaker) -> None:
+        """Have `breaker.report()` called now and then: open turns half-open by the clock."""
+        self._breakers.add(breaker)
+
+    def report_breakers(self) -> None:
+        for breaker in list(self._breakers):
+            breaker.report()
+
+    def counter(self, name: str) -> Counter:
+        """The unlabelled counter `name` ("..._total"), made once; for callers that keep it."""
         counter = self._counters.get(name)
         if counter is None:
             # prometheus-client appends "_total" to a counter's name itself
             counter = Counter(name.removesuffix("_total"), _help(name), registry=self.registry)
             self._counters[name] = counter
-        counter.inc(amount)
+        return counter
+
+    def histogram(self, name: str) -> Histogram:
+        histogram = self._histograms.get(name)
+        if histogram is None:
+            histogram = Histogram(name, _help(name), registry=self.registry, buckets=BUCKETS)
+            self._histograms[name] = histogram
+        return histogram
+
+
+    def inc(self, name: str, amount: float = 1) -> None:
+        self.values[name] = self.values.get(name, 0) + amount
+        self.counter(name).inc(amount)
 
     def set(self, name: str, value: float) -> None:
         self.values[name] = value
@@ -55,19 +246,64 @@ class Metrics:
 
     def observe(self, name: str, seconds: float) -> None:
         """A duration into the histogram `name` (buckets from 5 ms to the longest deadline)."""
-        histogram = self._histograms.get(name)
-        if histogram is None:
-            histogram = Histogram(name, _help(name), registry=self.registry, buckets=BUCKETS)
-            self._histograms[name] = histogram
-        histogram.observe(seconds)
+        self.histogram(name).observe(seconds)
 
     def render(self) -> bytes:
+        self.report_breakers()
         folder = os.environ.get(MULTIPROC_ENV)
-        if not folder:
-            return generate_latest(self.registry)
+        families: list[Metric] = list(
+            MultiProcessCollector(None, path=folder).collect()  # type: ignore[no-untyped-call]
+            if folder else self.registry.collect())
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=folder)  # type: ignore[no-untyped-call]
+        registry.register(_Families([*families, *_legacy(families)]))
         return generate_latest(registry)
+
+
+class _Families:
+    """Metric families already collected, for generate_latest."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def _legacy(families: Iterable[Metric]) -> Iterator[Metric]:
+    """The unlabelled request series of before, summed from the labelled ones."""
+    requests = {"": 0.0, ENDPOINT_TENANT: 0.0}
+    responses: dict[tuple[str, str], float] = {}
+    buckets = dict.fromkeys((*BUCKETS, float("inf")), 0.0)
+    total = 0.0
+    for family in families:
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "bridge_provision_requests_total":
+                which = ENDPOINT_TENANT if labels["tenant"] == ENDPOINT_TENANT else ""
+                requests[which] += sample.value
+                key = (which, labels["status"])
+                responses[key] = responses.get(key, 0.0) + sample.value
+            elif (sample.name.startswith("bridge_stage_duration_seconds_")
+                  and labels.get("stage") == "total"):
+                if sample.name.endswith("_bucket"):
+                    le = float(labels["le"])
+                    if le in buckets:
+                        buckets[le] += sample.value
+                elif sample.name.endswith("_sum"):
+                    total += sample.value
+    yield CounterMetricFamily("bridge_requests", "provisioning requests", requests[""])
+    yield CounterMetricFamily("bridge_token_requests", "token requests", requests[ENDPOINT_TENANT])
+    for (which, status), value in sorted(responses.items()):
+        prefix = "bridge_token_responses_" if which else "bridge_responses_"
+        yield CounterMetricFamily(prefix + status, f"responses {status}", value)
+    # the stage histogram's buckets are cumulative and include every old one: exact
+    yield HistogramMetricFamily(
+        "bridge_request_duration_seconds", "request duration seconds",
+        buckets=[(_le(le), value) for le, value in buckets.items()], sum_value=total)
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
 
 
 def _help(name: str) -> str:
@@ -92,7 +328,11 @@ async def watch_event_loop(interval: float = 0.05) -> None:
     import asyncio
 
     loop = asyncio.get_running_loop()
+    turns = 0
     while True:
+        turns += 1
+        if turns % 20 == 0:  # about every second: an idle worker's breakers still report
+            METRICS.report_breakers()
         start = loop.time()
         await asyncio.sleep(interval)
         lag = loop.time() - start - interval

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -111,8 +112,10 @@ class Provisioner:
         *,
         pipeline: Pipeline | None = None,
         flights: Coalescer | None = None,
+        profile: str = "default",
     ) -> None:
         self.deadline = deadline
+        self.stages = METRICS.profile(profile)  # the stage histograms, resolved once
         self.guard = guard
         self.cache = cache
         self.flights = flights or Coalescer()
@@ -214,8 +217,10 @@ class Provisioner:
             async with asyncio.timeout(self.deadline):
                 if identity is None:
                     asking = pipe.auth_breaker
+                    started = time.perf_counter()
                     with asking.guard():
                         identity = await pipe.authenticator.authenticate(credentials)
+                    self.stages.authenticate.observe(time.perf_counter() - started)
                     asking = None
                     if identity is None:
                         raise AuthenticationFailed(
@@ -226,18 +231,22 @@ class Provisioner:
                     raise NotPermitted(f"user {identity.username!r} is in none of the "
                                        f"required groups")
                 asking = pipe.source_breaker
+                started = time.perf_counter()
                 with asking.guard():
                     accounts = await pipe.source.accounts(identity, credentials)
+                self.stages.accounts.observe(time.perf_counter() - started)
                 asking = None
         except TimeoutError:
             # A backend still thinking when the deadline passed is as good as dead: without
             # this a hung backend never opens its breaker, and every request waits it out.
             if asking is not None:
+                asking.count("timeout")
                 asking.failure()
             raise UpstreamTimeout(f"request deadline of {self.deadline}s exceeded"
                                   + (f" asking the {asking.name}" if asking else "")) from None
         if not accounts:
             raise AccountNotFound(f"user {identity.username!r}: no SIP account")
+        started = time.perf_counter()
         tree = pipe.mapping.build(identity, accounts, credentials)
         try:
             document = render_config(tree, pipe.dialect)
@@ -245,6 +254,7 @@ class Provisioner:
             # Bad data from a backend must never reach the phone as a 200.
             raise InternalError(f"configuration for {identity.username!r} is invalid: "
                                 f"{exc}") from None
+        self.stages.render.observe(time.perf_counter() - started)
         logger.info("provisioned %r with %d account(s) (%s)", identity.username, len(accounts),
                     pipe.name)
         return document

@@ -23,6 +23,7 @@ from bridge.breaker import CircuitBreaker
 from bridge.cache import Coalescer, ResponseCache
 from bridge.errors import AuthenticationFailed
 from bridge.guard import Guard
+from bridge.metrics import METRICS
 from bridge.plugins import Backend, BackendSpec
 from bridge.provision import Pipeline, Provisioner
 from bridge.settings import PipelineSettings, Profile, Settings
@@ -63,7 +64,7 @@ class Runtime:
             own = self.pipelines[profile.own.name] if profile.own else None
             self.provisioners[profile.name] = Provisioner(
                 None, None, None, settings.server.deadline, Guard(store, profile.limits, key),
-                cache, pipeline=own, flights=flights)
+                cache, pipeline=own, flights=flights, profile=profile.name)
 
     def _pipeline(self, spec: PipelineSettings, profile: Profile) -> Pipeline:
         auth, auth_breaker = self._backend(spec.auth, spec, "authenticator")
@@ -80,7 +81,9 @@ class Runtime:
             failures, cooldown = backend.breaker_failures, backend.breaker_cooldown
             self._backends[spec] = (backend, CircuitBreaker(
                 name, b.failures if failures is None else failures,
-                b.cooldown if cooldown is None else cooldown))
+                b.cooldown if cooldown is None else cooldown,
+                metrics=METRICS.backend(spec.kind, "auth" if role == "authenticator"
+                                        else "source", spec.type)))
         return self._backends[spec]
 
     def described_backends(self) -> list[tuple[str, Backend]]:

@@ -228,6 +228,7 @@ class GuessLimit:
         counter = self._counter(client)
         if counter and await self.store.count(counter) >= self.failures:
             METRICS.inc("bridge_rate_limited_token_address_total")
+            METRICS.limit_refusals["token_address"].inc()
             wait = await self.store.ttl(counter)
             raise RateLimited("token guessing limit reached for this address",
                               retry_after=max(1, math.ceil(wait)))
