@@ -11,6 +11,12 @@ group), both over LDAPS with the default pool, only the addresses pointed at the
 private slapd. LDAP operations per request (binds, searches, anonymous rebinds)
 come from slapd's cn=Monitor.
 
+"storm" is the restart storm of issue 12 (bench/storm.py): 5,000 distinct phones
+(500 in --smoke) arrive over 2.5 s, one connection each, at the shipped OpenLDAP
+example with the directory 20 ms away; it is reported in its own table, one
+storm per round, with the issue's pass/fail line. Alone: `--only storm`, or
+`python -m bench.storm`.
+
 Everything runs on loopback on this machine: a private slapd with 1,000 users,
 an HTTP account backend, a delay proxy, wrk, and the gateway under uvicorn with
 2 workers. Each scenario starts its own gateway, warms up, then measures with
@@ -460,6 +466,22 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
+STORM = "storm"  # not a wrk scenario: bench/storm.py, one storm per round
+STORM_TITLE = ("restart storm (issue 12): distinct phones arriving within seconds, one "
+               "connection each, at (ol) with the directory 20 ms away")
+
+
+def storm_env(env: Env, phones: int, stack: contextlib.ExitStack) -> Env:
+    """An Env whose slapd holds the storm's users (a second slapd when the bench's is small)."""
+    from bench.storm import WARM_USERS
+
+    if env.slapd.bulk_users >= phones + WARM_USERS:
+        return env
+    slapd = stack.enter_context(Slapd(env.workdir / "slapd-storm",
+                                      bulk_users=phones + WARM_USERS))
+    return Env(env.workdir, slapd, env.backend_port, env.proxy_port, env.dead_port)
+
+
 def measure_bare(env: Env, seconds: float, connections: int) -> float:
     port = free_port()
     with process([PYTHON, "-m", "uvicorn", "bench.bare:app", "--port", str(port),
@@ -562,7 +584,8 @@ def load_average() -> str:
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
 
 
-def report(results: list[Result], bare: list[float], loads: list[str] | None = None) -> str:
+def report(results: list[Result], bare: list[float], loads: list[str] | None = None,
+           storms: list[Any] | None = None, smoke: bool = False) -> str:
     demo_us, codecs_us = render_cost()
     lines = [
         f"Machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
@@ -595,6 +618,12 @@ def report(results: list[Result], bare: list[float], loads: list[str] | None = N
             f"| {f'{max(lags):.1f}' if lags else '-'} "
             f"| {' / '.join(f'{r.load.rps:,.0f}' for r in rs)} |"
         )
+    if storms:
+        from bench.storm import table
+
+        lines += ["", f"{STORM}: {STORM_TITLE}; client timeout {storms[0].timeout:g} s, one "
+                  "storm per round" + (" (smoke: no speed check)" if smoke else ""), "",
+                  table(storms, speed=not smoke)]
     return "\n".join(lines)
 
 
@@ -606,15 +635,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", help="comma-separated scenario keys")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs, configs)")
+    p.add_argument("--storm-phones", type=int, help="phones in the storm (default 5,000; "
+                   "smoke 500)")
     args = p.parse_args(argv)
     if args.smoke:
         args.rounds = 1
     args.seconds = args.seconds or (2 if args.smoke else 10)
+    args.storm_phones = args.storm_phones or (500 if args.smoke else 5000)
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
-    keys = args.only.split(",") if args.only else list(SCENARIOS)
+    keys = args.only.split(",") if args.only else [*SCENARIOS, STORM]
+    unknown = [k for k in keys if k not in SCENARIOS and k != STORM]
+    if unknown:
+        p.error(f"unknown scenarios: {', '.join(unknown)}")
     workdir = Path(tempfile.mkdtemp(prefix="zb-bench-"))
+    storms: list[Any] = []
+    storm_base: Env | None = None
     results: list[Result] = []
     bare: list[float] = []
     loads: list[str] = []
@@ -639,6 +676,16 @@ def main(argv: list[str] | None = None) -> int:
                 bare.append(bare_rps)
                 print(f"round {rnd}: bare route {bare_rps:,.0f} req/s", flush=True)
                 for key in keys:
+                    if key == STORM:
+                        from bench.storm import run_storms
+
+                        ramp = 1.0 if args.smoke else 2.5
+                        storm_base = storm_base or storm_env(env, args.storm_phones, stack)
+                        found = run_storms(storm_base, args.storm_phones, 1, ramp=ramp)
+                        for problem in found[0].problems(speed=not args.smoke):
+                            print(f"  ! scenario {STORM}: {problem}", file=sys.stderr)
+                        storms += found
+                        continue
                     r = run_scenario(SCENARIOS[key], env, args.seconds, rnd, bare_rps)
                     results.append(r)
                     print(f"  {key}: {r.load.rps:,.0f} req/s (ratio {r.ratio:.3f}), "
@@ -647,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
                           + ", ".join(f"{k} {v:,.0f}" for k, v in r.helper_cpu_us.items()),
                           flush=True)
     loads.append(load_average())
-    text = report(results, bare, loads)
+    text = report(results, bare, loads, storms, args.smoke)
     print("\n" + text)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
