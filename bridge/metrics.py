@@ -54,6 +54,14 @@ ERROR_KINDS = ("unavailable", "timeout", "answered", "circuit_open")
 BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}
 LIMITS = ("address", "username", "backoff", "token_address")
 CACHES = ("document", "negative", "coalesced")
+# unlabelled names that code makes with inc()/set(): declared at start, so that they read
+# 0 (and rate() works) before their first event
+COUNTERS = (*(f"bridge_rate_limited_{limit}_total" for limit in LIMITS),
+            "bridge_limit_bypass_trusted_total", "bridge_limit_bypass_new_address_total",
+            "bridge_breaker_refusals_total", "bridge_state_store_failures_total",
+            "bridge_tokens_issued_total", "bridge_tokens_redeemed_total",
+            "bridge_tokens_refused_total")
+GAUGES = ("bridge_state_store_degraded", "bridge_event_loop_lag_max_seconds")
 
 
 def outcome(status: int) -> str:
@@ -189,6 +197,10 @@ class Metrics:
         self._profiles: dict[str, ProfileMetrics] = {}
         self._backends: dict[tuple[str, str, str], BackendMetrics] = {}
         self._breakers: weakref.WeakSet[_Breaker] = weakref.WeakSet()
+        for name in COUNTERS:
+            self.counter(name)
+        for name in GAUGES:
+            self.gauge(name)
 
     def profile(self, name: str) -> ProfileMetrics:
         """The series of the configured profile `name` (or UNKNOWN), made once."""
@@ -236,13 +248,16 @@ class Metrics:
 
     def set(self, name: str, value: float) -> None:
         self.values[name] = value
+        self.gauge(name).set(value)
+
+    def gauge(self, name: str) -> Gauge:
         gauge = self._gauges.get(name)
         if gauge is None:
             # across workers: the worst live worker's value (a degraded store, the loop lag)
             gauge = Gauge(name, _help(name), registry=self.registry,
                           multiprocess_mode="livemax")
             self._gauges[name] = gauge
-        gauge.set(value)
+        return gauge
 
     def observe(self, name: str, seconds: float) -> None:
         """A duration into the histogram `name` (buckets from 5 ms to the longest deadline)."""
