@@ -21,7 +21,7 @@ Whatever is refused gets the gateway's XML error document with its 4xx/5xx
 status and `Connection: close`, or, when no request ever completed (a
 timeout), the connection is simply closed. After a refusal the gateway's side
 is shut down at once, but the socket lingers, reading and dropping, until the
-client closes (at most LINGER s and a request head's worth of bytes): closed
+client closes (at most header_timeout and a request head's worth of bytes): closed
 with the client's request unread, the kernel sends a reset that can destroy
 the answer before the client reads it. A phone writes its request as soon as
 it is connected, so a 503 at connect time always raced it (the restart storm,
@@ -109,7 +109,6 @@ def uvicorn_options(
     return options
 
 
-LINGER = 1.0          # seconds a refused connection is read (and dropped) while the client reads
 MAX_LINGERING = 1024  # per worker; beyond, closed at once. A restart storm refused ~1,000/s per
                       # worker, whose EOFs the busy loop read up to 0.5 s late (128 lost four)
 # descriptors beyond the client connections: backends, logs, the listener, lingering refusals
@@ -400,9 +399,13 @@ class HardenedProtocol(HttpToolsProtocol):
         lingering = _lingering(self.server_state)
         if self.transport.can_write_eof() and lingering[0] < MAX_LINGERING:
             self.transport.write_eof()  # the answer, then our FIN; the client's EOF closes it
-            self.linger_timer = self.loop.call_later(LINGER, self.transport.close)
+            # as long as any client has to send its request: a phone slower than 1 s to
+            # write it after connecting (a loaded load generator) got a reset with 1 s
+            self.linger_timer = self.loop.call_later(self.limits.header_timeout,
+                                                     self.transport.close)
             self.head_bytes = 0
             lingering[0] += 1
+            self.connections.discard(self)  # counted in MAX_LINGERING, not max_connections
         else:  # TLS cannot half-close
             self.transport.close()
 
