@@ -29,7 +29,7 @@ bench/storm.py, saw thousands of resets and no 503). Refusals are logged at
 debug level with the client address and a fixed reason, never the request target.
 When the gateway serves HTTPS itself, TLS handshakes get the header timeout
 too (uvloop's default is 60 s). A response's head leaves in one write with its
-body (`_OneWrite`), so a worker that dies mid-answer never leaves half a response.
+body (`_OneWrite`): a worker that dies mid-answer cannot leave a proxy a head alone.
 """
 
 from __future__ import annotations
