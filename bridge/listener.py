@@ -230,7 +230,8 @@ class _OneWrite(asyncio.Transport):
     (SIGKILL, the OOM killer, a crash; under load the process can be descheduled there)
     left a reverse proxy holding a 200 head it had already passed on: the phone got a
     truncated answer instead of the proxy trying another instance (tests/ops/test_pair.py
-    saw it). In one write the proxy gets all of it or nothing. The head waits for one
+    saw it). Written with the body, a document of a few KB reaches the proxy whole or
+    not at all, and then the proxy can ask the next instance. The head waits for one
     event-loop turn at most: a HEAD answer or a stream has no body in the same turn.
     """
 
