@@ -74,11 +74,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if workers > 1:
         from bridge.server import run
 
-        return run(str(config_path) if config_path else None, workers, common)
+        return run(str(config_path) if config_path else None, workers, common,
+                   metrics_listen=server.metrics_listen)
+    if server.metrics_listen and not _serve_metrics(server.metrics_listen):
+        return 1
     # SIGHUP reloads (installed by the app's lifespan); until then it must not kill us
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     uvicorn.run(create_app(settings, reload_from=config_path), **common)
     return 0
+
+
+def _serve_metrics(listen: str) -> bool:
+    """[server] metrics_listen: the metrics there too; False (said why) if it cannot listen."""
+    from bridge.metrics import serve_on
+
+    try:
+        serve_on(listen)
+    except OSError as exc:
+        print(f"cannot serve metrics on {listen}: {exc.strerror}", file=sys.stderr)
+        return False
+    return True
 
 
 def cmd_check(args: argparse.Namespace) -> int:

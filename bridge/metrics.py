@@ -33,7 +33,14 @@ import weakref
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
@@ -265,23 +272,43 @@ class Metrics:
 
     def render(self) -> bytes:
         self.report_breakers()
+        return generate_latest(_Scrape(self))
+
+    def families(self) -> list[Metric]:
+        """This process's families, or all workers' in multiprocess mode; with the kept names."""
         folder = os.environ.get(MULTIPROC_ENV)
         families: list[Metric] = list(
             MultiProcessCollector(None, path=folder).collect()  # type: ignore[no-untyped-call]
             if folder else self.registry.collect())
-        registry = CollectorRegistry()
-        registry.register(_Families([*families, *_legacy(families)]))
-        return generate_latest(registry)
+        return [*families, *_legacy(families)]
 
 
-class _Families:
-    """Metric families already collected, for generate_latest."""
+class _Scrape:
+    """A collector for generate_latest: what `Metrics.families` finds at each scrape."""
 
-    def __init__(self, families: list[Metric]) -> None:
-        self.families = families
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
 
     def collect(self) -> Iterable[Metric]:
-        return self.families
+        return self.metrics.families()
+
+
+def listen_address(listen: str) -> tuple[str, int]:
+    """("HOST", PORT) of "HOST:PORT" or "[V6]:PORT"; ValueError if it is neither."""
+    host, colon, port = listen.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, received {listen!r}")
+    return host, int(port)
+
+
+def serve_on(listen: str) -> None:
+    """Serve the metrics at "HOST:PORT" too, from a thread of this process.
+
+    With workers that is the supervisor: it reads the workers' files like any of them
+    would. Each scrape is answered in that thread (prometheus-client's own server)."""
+    host, port = listen_address(listen)
+    start_http_server(port, host, registry=_Scrape(METRICS))
 
 
 def _legacy(families: Iterable[Metric]) -> Iterator[Metric]:

@@ -123,9 +123,11 @@ def _worker(config_path: str | None, config_text: str, options: dict[str, Any],
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def run(config_path: str | None, workers: int, options: dict[str, Any]) -> int:
+def run(config_path: str | None, workers: int, options: dict[str, Any],
+        metrics_listen: str = "") -> int:
+    """Supervise `workers` workers; with `metrics_listen`, answer scrapes there (a thread)."""
     from bridge.config import ConfigError
-    from bridge.metrics import MULTIPROC_ENV, worker_exited
+    from bridge.metrics import MULTIPROC_ENV, serve_on, worker_exited
 
     context = multiprocessing.get_context("spawn")
     stopping = False
@@ -134,6 +136,14 @@ def run(config_path: str | None, workers: int, options: dict[str, Any]) -> int:
     config_text = Path(config_path).read_text(encoding="utf-8") if config_path else ""
     metrics_dir = tempfile.mkdtemp(prefix="zoiper-bridge-metrics-")
     os.environ[MULTIPROC_ENV] = metrics_dir  # inherited by the workers
+    if metrics_listen:
+        try:
+            serve_on(metrics_listen)  # reads the workers' files, like a worker's /metrics
+        except OSError as exc:
+            print(f"cannot serve metrics on {metrics_listen}: {exc.strerror}", file=sys.stderr)
+            os.environ.pop(MULTIPROC_ENV, None)
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            return 1
 
     def start() -> tuple[multiprocessing.process.BaseProcess, float]:
         process = context.Process(target=_worker,

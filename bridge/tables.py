@@ -58,6 +58,8 @@ class ServerSettings(Model):
     trusted_proxies: Annotated[tuple[Network, ...], PlainValidator(_networks)] = ()
     forwarded_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
     metrics_path: str = "/metrics"  # "" turns it off
+    # "HOST:PORT": the metrics served there as well (read at start, not on reload)
+    metrics_listen: str = ""
     # Liveness (the process serves) and readiness (every backend's check passes within
     # ready_timeout), outside limits and the audit log; "" turns either off.
     healthz_path: str = "/healthz"
@@ -93,6 +95,13 @@ class ServerSettings(Model):
                 raise problem("must start with '/' and differ from path and the other "
                               "*_path keys (or be empty)", key)
             taken.add(value)
+        if self.metrics_listen:
+            from bridge.metrics import listen_address
+
+            try:
+                listen_address(self.metrics_listen)
+            except ValueError as exc:
+                raise problem(str(exc), "metrics_listen") from None
         return self
 
 

@@ -158,3 +158,28 @@ def test_nothing_a_phone_sent_is_in_the_metrics(served) -> None:
     for text, _ in scrapes:
         for secret in SECRETS:
             assert secret not in text
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_metrics_on_their_own_address(tmp_path: Path, workers: str) -> None:
+    port = free_port()
+    config = demo_copy(tmp_path, f'metrics_listen = "127.0.0.1:{port}"\nmetrics_path = ""')
+    with Gateway(config, tmp_path, extra_args=("--workers", workers)) as gw:
+        wait_for(lambda: _up(gw.base_url))
+        assert [provision(gw.base_url).status_code for _ in range(3)] == [200] * 3
+        assert httpx.get(gw.base_url + "/metrics").status_code == 404  # not on the phones' port
+        for _ in range(4):
+            _, samples = scrape(f"http://127.0.0.1:{port}")
+            assert value(samples, "bridge_provision_requests_total", profile="default",
+                         outcome="ok") == 3
+            assert value(samples, "bridge_requests_total") == 3
+
+
+def test_a_metrics_address_that_is_not_one_is_refused(tmp_path: Path) -> None:
+    from bridge.config import ConfigError
+    from bridge.settings import load
+
+    with pytest.raises(ConfigError) as caught:
+        load(demo_copy(tmp_path, 'metrics_listen = "9105"'))
+    assert caught.value.problems == [
+        "Config value 'server.metrics_listen': expected HOST:PORT, received '9105'"]
