@@ -421,7 +421,7 @@ class AsyncLdapClient(LdapClient):
 
     def _search_encoder(self, request: SearchRequest) -> _Encoder:
         """The request, checked and compiled: ValueErrors before any I/O."""
-        compiled = proto.compile_filter(request.filter)
+        compiled = proto.compile_filter_cached(request.filter)
         attrs = list(request.attributes)
         scope_value = int(Scope(request.scope))
         size_limit = request.size_limit

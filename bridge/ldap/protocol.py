@@ -10,8 +10,9 @@ anything else is `ProtocolError`, after which the connection must be dropped.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from bridge.ldap.client import LdapResult
@@ -115,18 +116,25 @@ def encode_search_request(
     if not (0 <= size_limit <= MAX_MESSAGE_ID and 0 <= time_limit <= MAX_MESSAGE_ID):
         raise ValueError("size and time limits must be within 0..2**31-1")
     compiled = filter if isinstance(filter, bytes) else compile_filter(filter)
+    head, tail = search_parts(base, scope, tuple(attributes), size_limit, time_limit)
+    return _message(message_id, _tlv(SEARCH_REQUEST, head + compiled + tail))
+
+
+@functools.lru_cache(maxsize=256)
+def search_parts(base: str, scope: int, attributes: tuple[str, ...], size_limit: int,
+                 time_limit: int) -> tuple[bytes, bytes]:
+    """A SearchRequest's body before and after its filter: the same for every login of one
+    configured search, so encoded once (the caller has checked scope and limits)."""
     attrs = b"".join(_tlv(0x04, a.encode()) for a in attributes)
-    body = b"".join((
+    head = b"".join((
         _tlv(0x04, base.encode()),
         bytes((0x0A, 1, scope)),
         b"\x0a\x01\x00",  # derefAliases: neverDerefAliases
         _integer(0x02, size_limit),
         _integer(0x02, time_limit),
         b"\x01\x01\x00",  # typesOnly: FALSE
-        compiled,
-        _tlv(0x30, attrs),
     ))
-    return _message(message_id, _tlv(SEARCH_REQUEST, body))
+    return head, _tlv(0x30, attrs)
 
 
 # ---- RFC 4515 string filters ----------------------------------------------------------------
@@ -151,6 +159,59 @@ def compile_filter(text: str) -> bytes:
     out = parser.parse_filter(0)
     if parser.pos != len(text):
         raise ValueError(f"invalid filter: unexpected characters at position {parser.pos}")
+    assert isinstance(out, bytes)  # no holes outside template mode
+    return out
+
+
+# An assertion value as the parser sees it: after "=" (also of "~=", ">=", "<=", ":="), up to
+# the item's ")"; one with "*" (presence, substrings, or an error) stays in the template.
+_VALUE = re.compile(r"=([^()*]*)\)")
+_TEMPLATES: dict[str, _Node | None] = {}
+_MAX_TEMPLATES = 1024
+
+
+def compile_filter_cached(text: str) -> bytes:
+    """`compile_filter(text)`, parsing each filter *shape* only once.
+
+    Why: the gateway sends the same few filters with different values on every
+    login (the user search, group lookups), and parsing them was ~60 µs of a
+    request. The values are cut out (`_VALUE`), what is left is parsed once
+    into a template with the values left open (`_Hole`), and each request only
+    unescapes its values and fills them in. The bytes are compile_filter's;
+    anything unusual (a value the parser would refuse, a shape that does not
+    parse) is handed to compile_filter itself, for its exact error.
+    """
+    if not isinstance(text, str):
+        raise TypeError("filter must be a str")
+    pieces = _VALUE.split(text)
+    shape = "=\0)".join(pieces[0::2])
+    if shape in _TEMPLATES:
+        template = _TEMPLATES[shape]
+    else:
+        template = _compile_template(shape, len(pieces) // 2)
+        if len(_TEMPLATES) >= _MAX_TEMPLATES:
+            _TEMPLATES.clear()
+        _TEMPLATES[shape] = template
+    if template is None:
+        return compile_filter(text)
+    if isinstance(template, bytes):
+        return template
+    try:
+        values = [_unescape(raw, 0) for raw in pieces[1::2]]
+    except ValueError:
+        return compile_filter(text)  # raises, with the position
+    return template.fill(values)
+
+
+def _compile_template(shape: str, values: int) -> _Node | None:
+    """`shape` parsed with its NUL values left open; None when it is not a filter."""
+    parser = _FilterParser(shape, template=True)
+    try:
+        out = parser.parse_filter(0)
+    except ValueError:
+        return None
+    if parser.pos != len(shape) or parser.holes != values:
+        return None
     return out
 
 
@@ -183,17 +244,61 @@ def _unescape(raw: str, where: int) -> bytes:
     return bytes(out)
 
 
-class _FilterParser:
-    __slots__ = ("pos", "text")
+class _Hole:
+    """An assertion value left open in a compiled filter template: TLV `tag`, value `index`."""
 
-    def __init__(self, text: str) -> None:
+    __slots__ = ("index", "tag")
+
+    def __init__(self, tag: int, index: int) -> None:
+        self.tag = tag
+        self.index = index
+
+    def fill(self, values: Sequence[bytes]) -> bytes:
+        return _tlv(self.tag, values[self.index])
+
+
+class _Wrap:
+    """A constructed TLV with at least one open value inside."""
+
+    __slots__ = ("parts", "tag")
+
+    def __init__(self, tag: int, parts: Sequence[_Node]) -> None:
+        self.tag = tag
+        self.parts = tuple(parts)
+
+    def fill(self, values: Sequence[bytes]) -> bytes:
+        return _tlv(self.tag, b"".join([p if isinstance(p, bytes) else p.fill(values)
+                                        for p in self.parts]))
+
+
+_Node = bytes | _Hole | _Wrap
+
+
+def _wrap(tag: int, parts: Sequence[_Node]) -> _Node:
+    if all(isinstance(p, bytes) for p in parts):
+        return _tlv(tag, b"".join(parts))  # type: ignore[arg-type]
+    return _Wrap(tag, parts)
+
+
+class _FilterParser:
+    __slots__ = ("holes", "pos", "text")
+
+    def __init__(self, text: str, template: bool = False) -> None:
         self.text = text
         self.pos = 0
+        # template mode: a value that is exactly NUL (never valid in a filter) is left open
+        self.holes = 0 if template else -1
 
     def _fail(self, why: str) -> ValueError:
         return ValueError(f"invalid filter: {why} at position {self.pos}")
 
-    def parse_filter(self, depth: int) -> bytes:
+    def _value(self, tag: int, raw: str, where: int) -> _Node:
+        if raw == "\0" and self.holes >= 0:
+            self.holes += 1
+            return _Hole(tag, self.holes - 1)
+        return _tlv(tag, _unescape(raw, where))
+
+    def parse_filter(self, depth: int) -> _Node:
         text = self.text
         if depth > MAX_FILTER_DEPTH:
             raise self._fail("nested too deeply")
@@ -210,10 +315,10 @@ class _FilterParser:
                 parts.append(self.parse_filter(depth + 1))
             if not parts:
                 raise self._fail(f"'{c}' needs at least one filter")
-            out = _tlv(0xA0 if c == "&" else 0xA1, b"".join(parts))
+            out = _wrap(0xA0 if c == "&" else 0xA1, parts)
         elif c == "!":
             self.pos += 1
-            out = _tlv(0xA2, self.parse_filter(depth + 1))
+            out = _wrap(0xA2, [self.parse_filter(depth + 1)])
         else:
             out = self._item()
         if self.pos >= len(text) or text[self.pos] != ")":
@@ -221,7 +326,7 @@ class _FilterParser:
         self.pos += 1
         return out
 
-    def _item(self) -> bytes:
+    def _item(self) -> _Node:
         text = self.text
         start = self.pos
         end = text.find(")", start)
@@ -248,7 +353,7 @@ class _FilterParser:
                 if "*" in raw:
                     raise self._fail("unescaped '*' in value")
                 tag = {"~": 0xA8, ">": 0xA5, "<": 0xA6}[op]
-                out = _tlv(tag, _tlv(0x04, attr.encode()) + _tlv(0x04, _unescape(raw, vpos)))
+                out = _wrap(tag, [_tlv(0x04, attr.encode()), self._value(0x04, raw, vpos)])
             else:
                 raw = item[op_at + 1 :]
                 vpos = start + op_at + 1
@@ -256,12 +361,12 @@ class _FilterParser:
         self.pos = end
         return out
 
-    def _equal(self, attr: str, raw: str, vpos: int) -> bytes:
+    def _equal(self, attr: str, raw: str, vpos: int) -> _Node:
         a = attr.encode()
         if raw == "*":
             return _tlv(0x87, a)
         if "*" not in raw:
-            return _tlv(0xA3, _tlv(0x04, a) + _tlv(0x04, _unescape(raw, vpos)))
+            return _wrap(0xA3, [_tlv(0x04, a), self._value(0x04, raw, vpos)])
         parts = raw.split("*")
         subs = []
         offset = vpos
@@ -280,7 +385,7 @@ class _FilterParser:
             offset += len(part) + 1
         return _tlv(0xA4, _tlv(0x04, a) + _tlv(0x30, b"".join(subs)))
 
-    def _extensible(self, attr: str, item: str, colon: int, start: int) -> bytes:
+    def _extensible(self, attr: str, item: str, colon: int, start: int) -> _Node:
         # attr [":dn"] [":" rule] ":=" value   or   [":dn"] ":" rule ":=" value
         assign = item.find(":=", colon)
         if assign < 0:
@@ -302,15 +407,15 @@ class _FilterParser:
         raw = item[assign + 2 :]
         if "*" in raw:
             raise self._fail("unescaped '*' in value")
-        body = b""
+        body: list[_Node] = []
         if rule:
-            body += _tlv(0x81, rule.encode())
+            body.append(_tlv(0x81, rule.encode()))
         if attr:
-            body += _tlv(0x82, attr.encode())
-        body += _tlv(0x83, _unescape(raw, start + assign + 2))
+            body.append(_tlv(0x82, attr.encode()))
+        body.append(self._value(0x83, raw, start + assign + 2))
         if dn:
-            body += b"\x84\x01\xff"
-        return _tlv(0xA9, body)
+            body.append(b"\x84\x01\xff")
+        return _wrap(0xA9, body)
 
 
 # ---- decoding -------------------------------------------------------------------------------

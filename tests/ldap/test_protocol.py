@@ -392,3 +392,58 @@ def test_truncated_stream_is_kept_until_complete() -> None:
     with pytest.raises(p.ProtocolError, match="truncated"):
         p.decode_all(data[:-1])
     assert decoder.feed(data[-1:])[0].result == LdapResult(0)
+
+
+# ---- filters parsed once per shape (issue 16) --------------------------------------------
+
+
+def _same(text: str) -> None:
+    """compile_filter_cached gives compile_filter's bytes, or its exact error; twice (the
+    second time from the cached shape)."""
+    try:
+        expected: bytes | str = p.compile_filter(text)
+    except ValueError as exc:
+        expected = str(exc)
+    for _ in range(2):
+        try:
+            got: bytes | str = p.compile_filter_cached(text)
+        except ValueError as exc:
+            got = str(exc)
+        assert got == expected, text
+
+
+@pytest.mark.parametrize("text", ORACLE_FILTERS + MALFORMED)
+def test_cached_filters_match_compile_filter(text: str) -> None:
+    _same(text)
+
+
+_FILTER_ATOMS = st.sampled_from(["uid", "cn", "2.5.4.3", "cn;x-y", "", "1a", "a:dn", "a:dn:",
+                                 "a:1.2.3", ":dn:1.2", "objectClass"])
+_FILTER_OPS = st.sampled_from(["=", "~=", ">=", "<=", ":=", ":dn:=", "=*", "<", "==", ""])
+_FILTER_VALUES = st.one_of(
+    st.text(max_size=8),                                            # raw, often malformed
+    st.text(max_size=8).map(escape_filter_value),                   # as the gateway sends
+    st.sampled_from(["*", "a*b", "\\2a", "\\zz", "\0", "a=b", "x:=y", "(", "", "\\5c\\"]),
+)
+
+
+@st.composite
+def _filters(draw: st.DrawFn, depth: int = 0) -> str:
+    if depth < 3 and draw(st.booleans()):
+        op = draw(st.sampled_from(["&", "|", "!"]))
+        kids = draw(st.lists(_filters(depth + 1), min_size=0 if op != "!" else 1, max_size=3))
+        return f"({op}{''.join(kids)})"
+    return f"({draw(_FILTER_ATOMS)}{draw(_FILTER_OPS)}{draw(_FILTER_VALUES)})"
+
+
+@given(_filters())
+def test_cached_filters_match_compile_filter_property(text: str) -> None:
+    _same(text)
+
+
+def test_one_shape_many_values_shares_one_template() -> None:
+    p._TEMPLATES.clear()
+    for name in ("alice", "bob", "a*b", "x)(uid=*", "zoë"):
+        text = f"(&(objectClass=person)(uid={escape_filter_value(name)}))"
+        assert p.compile_filter_cached(text) == p.compile_filter(text)
+    assert len(p._TEMPLATES) == 1
