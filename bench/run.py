@@ -621,6 +621,8 @@ def report(results: list[Result], bare: list[float], loads: list[str] | None = N
     if storms:
         from bench.storm import table
 
+        if not results:  # --only storm: no wrk table
+            del lines[-3:]
         lines += ["", f"{STORM}: {STORM_TITLE}; client timeout {storms[0].timeout:g} s, one "
                   "storm per round" + (" (smoke: no speed check)" if smoke else ""), "",
                   table(storms, speed=not smoke)]
