@@ -109,8 +109,9 @@ def uvicorn_options(
     return options
 
 
-MAX_LINGERING = 1024  # per worker; beyond, closed at once. A restart storm refused ~1,000/s per
-                      # worker, whose EOFs the busy loop read up to 0.5 s late (128 lost four)
+MAX_LINGERING = 4096  # per worker; beyond, closed at once (a reset). Twice the listen backlog
+                      # (server.py): a loop late by a second drains a full backlog of refusals
+                      # before it reads one client's EOF (a storm lost 4 with 128, 126 with 1,024)
 # descriptors beyond the client connections: backends, logs, the listener, lingering refusals
 FILE_HEADROOM = 256 + MAX_LINGERING
 
