@@ -37,9 +37,10 @@ either. Cookies are never stored: the client is shared by all users.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, TypeVar
@@ -74,12 +75,34 @@ _CHUNK = 65536
 
 @dataclass(frozen=True)
 class Reply:
-    """A complete answer (status below 500), its body read within max_bytes."""
+    """A complete answer (status below 500), its body read within max_bytes.
+
+    `raw_headers`: httpx's Headers, or the (name, value) byte pairs as received
+    (the direct path); `headers` makes an httpx.Headers of those only when asked
+    (most replies only need their content type: ~2 % of a full request's CPU).
+    """
 
     upstream: str
     status: int
-    headers: httpx.Headers
+    raw_headers: httpx.Headers | Sequence[tuple[bytes, bytes]]
     content: bytes
+
+    @functools.cached_property
+    def headers(self) -> httpx.Headers:
+        raw = self.raw_headers
+        return raw if isinstance(raw, httpx.Headers) else httpx.Headers(list(raw))
+
+    @property
+    def content_type(self) -> str:
+        """The Content-Type value ("" without one), as httpx.Headers.get would give it."""
+        raw = self.raw_headers
+        if not isinstance(raw, httpx.Headers):
+            found = [value for name, value in raw if name.lower() == b"content-type"]
+            if not found:
+                return ""
+            if len(found) == 1 and found[0].isascii():  # else httpx's joining and decoding
+                return found[0].decode("ascii")
+        return str(self.headers.get("content-type", ""))
 
     def document(self) -> Any:
         """The body as JSON/XML data; a malformed body is this request's outage.
@@ -87,7 +110,7 @@ class Reply:
         (Marked `answered`: the upstream did answer, so no breaker counts it.)
         """
         try:
-            return documents.parse(self.content, self.headers.get("content-type", ""))
+            return documents.parse(self.content, self.content_type)
         except documents.Malformed as exc:
             why = str(exc)
         raise answered(UpstreamUnavailable(f"{self.upstream}: HTTP {self.status}, {why}"))
@@ -249,7 +272,7 @@ class UpstreamClient:
             if not (status in _REDIRECTS and "location" in response.headers
                     and self.config.follow_redirects):
                 content = await self._read_direct(response)
-                return Reply(self.name, status, httpx.Headers(response.raw_headers), content)
+                return Reply(self.name, status, response.raw_headers, content)
             request = self.http.build_request(
                 prepared.method, prepared.url, content=prepared.content,
                 headers=[(name.encode("ascii"), value) for name, value in prepared.headers])

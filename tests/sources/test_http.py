@@ -736,3 +736,24 @@ def test_which_url_templates_are_sent_as_built() -> None:
         compiled, _ = compile_table(dict(query), scopes)
         plain.append(RequestTemplate("GET", URLTemplate.parse(url, scopes), compiled).url.plain)
     assert plain == [True, True, True, False, False, False, True, True]
+
+
+@pytest.mark.parametrize("raw", [
+    [], [(b"Content-Type", b"application/json")], [(b"x-other", b"y")],
+    [(b"content-type", b"a"), (b"CONTENT-TYPE", b"b")],                # joined, as httpx does
+    [(b"content-type", "text/xml; charset=\u00fc".encode())],          # utf-8
+    [(b"content-type", b"x\xe9")],                                     # latin-1
+    [(b"content-type", b" spaced ")],
+])
+def test_a_direct_reply_reads_headers_as_httpx_would(raw: list[tuple[bytes, bytes]]) -> None:
+    """The direct path keeps the received header pairs and makes no httpx.Headers unless
+    asked: the content type (and the headers when asked) are httpx's all the same."""
+    import httpx
+
+    from bridge.upstream.client import Reply
+
+    reply = Reply("portal", 200, tuple(raw), b"")
+    assert "headers" not in reply.__dict__  # nothing built yet
+    assert reply.content_type == httpx.Headers(raw).get("content-type", "")
+    assert reply.headers == httpx.Headers(raw)
+    assert reply.headers.get_list("content-type") == httpx.Headers(raw).get_list("content-type")
