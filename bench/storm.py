@@ -75,8 +75,6 @@ async def _phone(host: str, port: int, user: int, timeout: float) -> Answer:
             reader, writer = await asyncio.open_connection(host, port)
             writer.write(request)
             data = await reader.read()  # to EOF: the request asked for Connection: close
-            while chunk := await reader.read(65536):
-                data += chunk
     except TimeoutError:
         return Answer(0, False, (loop.time() - start) * 1000, 0.0, "timeout")
     except OSError as exc:
