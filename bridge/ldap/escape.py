@@ -25,8 +25,16 @@ def _control(ch: str) -> bool:
     return ch < " " or ch == "\x7f"
 
 
+# what either escaper would change: specials, controls, and the edge characters (checked
+# apart); most names have none, and are returned as they are without a pass per character
+_FILTER_PLAIN = re.compile(r"[^\\*()\x00-\x1f\x7f]*")
+_DN_PLAIN = re.compile(r'[^"+,;<>\\=\x00-\x1f\x7f]*')
+
+
 def escape_filter_value(value: str) -> str:
     """RFC 4515 assertion value: `*`, `(`, `)`, `\\`, NUL, controls and edge spaces as \\XX."""
+    if _FILTER_PLAIN.fullmatch(value) and not (value.startswith(" ") or value.endswith(" ")):
+        return value
     last = len(value) - 1
     return "".join(
         _hex(ch).lower() if ch in _FILTER_SPECIAL or _control(ch)
@@ -36,6 +44,8 @@ def escape_filter_value(value: str) -> str:
 
 def escape_dn_value(value: str) -> str:
     """RFC 4514 attribute value: specials, a leading `#` or space, a trailing space as \\XX."""
+    if _DN_PLAIN.fullmatch(value) and not (value.startswith(("#", " ")) or value.endswith(" ")):
+        return value
     last = len(value) - 1
     return "".join(
         _hex(ch) if ch in _DN_SPECIAL or _control(ch)

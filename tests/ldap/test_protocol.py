@@ -447,3 +447,28 @@ def test_one_shape_many_values_shares_one_template() -> None:
         text = f"(&(objectClass=person)(uid={escape_filter_value(name)}))"
         assert p.compile_filter_cached(text) == p.compile_filter(text)
     assert len(p._TEMPLATES) == 1
+
+
+def _filter_reference(value: str) -> str:
+    """escape_filter_value's rule, one character at a time (as before its fast path)."""
+    last = len(value) - 1
+    return "".join("".join(f"\\{b:02x}" for b in ch.encode("utf-8", "surrogatepass"))
+                   if ch in "\\*()\x00" or ch < " " or ch == "\x7f"
+                   or (ch == " " and i in (0, last)) else ch for i, ch in enumerate(value))
+
+
+def _dn_reference(value: str) -> str:
+    last = len(value) - 1
+    return "".join("".join(f"\\{b:02X}" for b in ch.encode("utf-8", "surrogatepass"))
+                   if ch in '"+,;<>\\=\x00' or ch < " " or ch == "\x7f"
+                   or (i == 0 and ch in "# ") or (i == last and ch == " ")
+                   else ch for i, ch in enumerate(value))
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=24)
+       | st.text(alphabet=" #*()\\\x00\x01\x7f=+,;<>\"ab", max_size=8))
+def test_escapers_fast_path_changes_nothing(value: str) -> None:
+    from bridge.ldap.escape import escape_dn_value
+
+    assert escape_filter_value(value) == _filter_reference(value)
+    assert escape_dn_value(value) == _dn_reference(value)
