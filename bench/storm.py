@@ -63,9 +63,11 @@ class Answer:
     end_s: float = 0.0    # when it ended, in seconds from the storm's start
 
 
-async def _phone(host: str, port: int, user: int, timeout: float) -> Answer:
+async def _phone(host: str, port: int, user: int, timeout: float, due: float) -> Answer:
+    """One phone, due at `due` (loop time): its answer, with how late it really started."""
     loop = asyncio.get_running_loop()
     start = loop.time()
+    late = max(0.0, start - due) * 1000
     request = (f"GET /provision?user=user{user}&password=pass{user}&version=1.14 HTTP/1.1\r\n"
                f"Host: {host}:{port}\r\nUser-Agent: Zoiper storm\r\nConnection: close\r\n"
                "\r\n").encode()
@@ -76,9 +78,9 @@ async def _phone(host: str, port: int, user: int, timeout: float) -> Answer:
             writer.write(request)
             data = await reader.read()  # to EOF: the request asked for Connection: close
     except TimeoutError:
-        return Answer(0, False, (loop.time() - start) * 1000, 0.0, "timeout")
+        return Answer(0, False, (loop.time() - start) * 1000, late, "timeout")
     except OSError as exc:
-        return Answer(0, False, (loop.time() - start) * 1000, 0.0, type(exc).__name__)
+        return Answer(0, False, (loop.time() - start) * 1000, late, type(exc).__name__)
     finally:
         if writer is not None:
             writer.close()
@@ -88,16 +90,16 @@ async def _phone(host: str, port: int, user: int, timeout: float) -> Answer:
     try:
         status = int(lines[0].split()[1])
     except (IndexError, ValueError):
-        return Answer(0, False, ms, 0.0, "no status line")
+        return Answer(0, False, ms, late, "no status line")
     headers = {}
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     length = headers.get("content-length")
     if not sep or (length is not None and len(body) != int(length)):
-        return Answer(status, False, ms, 0.0, "truncated")
+        return Answer(status, False, ms, late, "truncated")
     retry = headers.get("retry-after", "")
-    return Answer(status, retry.isdigit() and int(retry) >= 1, ms, 0.0)
+    return Answer(status, retry.isdigit() and int(retry) >= 1, ms, late)
 
 
 async def _phones(host: str, port: int, users: list[int], start_at: float, ramp: float,
@@ -106,18 +108,15 @@ async def _phones(host: str, port: int, users: list[int], start_at: float, ramp:
     loop = asyncio.get_running_loop()
     offset = time.time() - loop.time()  # wall clock -> this loop's clock
     tasks = []
-    lateness = []
     for i, user in zip(range(first, total, step), users, strict=True):
         due = start_at - offset + ramp * i / total
         wait = due - loop.time()
         if wait > 0:
             await asyncio.sleep(wait)
-        lateness.append(max(0.0, loop.time() - due) * 1000)
-        tasks.append(asyncio.create_task(_phone(host, port, user, timeout)))
+        tasks.append(asyncio.create_task(_phone(host, port, user, timeout, due)))
     answers = await asyncio.gather(*tasks)
-    for answer, late, i in zip(answers, lateness, range(first, total, step), strict=True):
-        answer.late_ms = late
-        answer.end_s = ramp * i / total + (late + answer.ms) / 1000
+    for answer, i in zip(answers, range(first, total, step), strict=True):
+        answer.end_s = ramp * i / total + (answer.late_ms + answer.ms) / 1000
     return list(answers)
 
 
