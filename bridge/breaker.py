@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from bridge.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from bridge.metrics import METRICS, BackendMetrics
+from bridge.metrics import BackendMetrics
 
 logger = logging.getLogger("bridge.breaker")
 
@@ -82,12 +82,12 @@ class CircuitBreaker:
         self._probing = False
         self.metrics = metrics
         if metrics is not None:
+            metrics.breaker = self  # the gauge is this one's now (see BackendMetrics)
             metrics.state(CLOSED)
-            METRICS.watch(self)  # open turns half-open by the clock, not by a call
 
     def report(self) -> None:
         """Write the state to the backend's gauge (only a change costs a write)."""
-        if self.metrics is not None:
+        if self.metrics is not None and self.metrics.breaker is self:
             self.metrics.state(self.state)
 
     def count(self, kind: str) -> None:

@@ -29,7 +29,6 @@ since the stage buckets include every bucket of the old histogram. Other names
 from __future__ import annotations
 
 import os
-import weakref
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
@@ -143,7 +142,7 @@ class ProfileMetrics:
 class BackendMetrics:
     """One backend's series (named by its configuration table), resolved once."""
 
-    __slots__ = ("_reported", "_state", "duration", "errors")
+    __slots__ = ("_reported", "_state", "breaker", "duration", "errors")
 
     def __init__(self, metrics: Metrics, backend: str, role: str, kind: str) -> None:
         self.duration: _Observe = metrics.backend_seconds.labels(backend, role, kind)
@@ -151,6 +150,9 @@ class BackendMetrics:
                                         for k in ERROR_KINDS}
         self._state: _Set = metrics.breaker_state.labels(backend)
         self._reported = -1
+        # the breaker whose state the gauge shows: the latest built for this table (after
+        # a reload, the previous configuration's no longer writes it)
+        self.breaker: _Breaker | None = None
         self.state("closed")
 
     def state(self, state: str) -> None:
@@ -203,7 +205,6 @@ class Metrics:
         self.limit_refusals: dict[str, _Inc] = {x: refusals.labels(x) for x in LIMITS}
         self._profiles: dict[str, ProfileMetrics] = {}
         self._backends: dict[tuple[str, str, str], BackendMetrics] = {}
-        self._breakers: weakref.WeakSet[_Breaker] = weakref.WeakSet()
         for name in COUNTERS:
             self.counter(name)
         for name in GAUGES:
@@ -224,13 +225,11 @@ class Metrics:
             metrics = self._backends[key] = BackendMetrics(self, backend, role, kind)
         return metrics
 
-    def watch(self, breaker: _Breaker) -> None:
-        """Have `breaker.report()` called now and then: open turns half-open by the clock."""
-        self._breakers.add(breaker)
-
     def report_breakers(self) -> None:
-        for breaker in list(self._breakers):
-            breaker.report()
+        """Each backend's breaker writes its state: open turns half-open by the clock."""
+        for backend in list(self._backends.values()):
+            if backend.breaker is not None:
+                backend.breaker.report()
 
     def counter(self, name: str) -> Counter:
         """The unlabelled counter `name` ("..._total"), made once; for callers that keep it."""

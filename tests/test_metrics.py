@@ -97,3 +97,18 @@ def test_listen_addresses(listen: str, expected: tuple[str, int]) -> None:
 def test_what_is_not_a_listen_address(listen: str) -> None:
     with pytest.raises(ValueError, match="expected HOST:PORT"):
         listen_address(listen)
+
+
+def test_after_a_reload_the_new_breaker_owns_the_gauge() -> None:
+    backend = "tests.metrics.reloaded"
+    old = CircuitBreaker("old", failure_threshold=1, cooldown=60,
+                         metrics=METRICS.backend(backend, "auth", "ldap"))
+    old.failure()
+    assert value("bridge_breaker_state", backend=backend) == 2
+    new = CircuitBreaker("new", failure_threshold=1, cooldown=60,
+                         metrics=METRICS.backend(backend, "auth", "ldap"))
+    assert value("bridge_breaker_state", backend=backend) == 0  # the scrape asked both
+    old.report()  # the previous configuration (still open) no longer writes the gauge
+    assert value("bridge_breaker_state", backend=backend) == 0
+    new.failure()
+    assert value("bridge_breaker_state", backend=backend) == 2
