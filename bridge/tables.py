@@ -75,6 +75,7 @@ class ServerSettings(Model):
     max_header_size: int = Field(ListenerSettings.max_header_size, ge=1024, le=1 << 20)
     max_headers: int = Field(ListenerSettings.max_headers, ge=8, le=1000)
     max_connections: int = Field(ListenerSettings.max_connections, ge=1)
+    max_queue_time: float = Field(ListenerSettings.max_queue_time, ge=0, le=300)
     max_connections_per_address: int = Field(ListenerSettings.max_connections_per_address, ge=0)
     connection_cap_exempt: Annotated[tuple[Network, ...], PlainValidator(_networks)] = LOOPBACK
 

@@ -467,3 +467,41 @@ def test_a_refused_phone_reads_its_503_though_it_sent_its_request_at_once(tmp_pa
                 assert b"\r\nretry-after: " in data
             held.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             assert read_all(held)[0].startswith(b"HTTP/1.1 200 ")
+
+
+def _storm(gw: Gateway, phones: int) -> list[bytes]:
+    """`phones` requests on their own connections: all connected, then all sent at once."""
+    socks = [connect(gw) for _ in range(phones)]
+    time.sleep(0.5)
+    request = f"GET /provision?{ALICE} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    for sock in socks:
+        sock.sendall(request.encode())
+    answers = []
+    for sock in socks:
+        with sock:
+            answers.append(read_all(sock, 30)[0])
+    return answers
+
+
+@pytest.mark.parametrize("max_queue_time", [0.05, 0])
+def test_requests_that_would_only_queue_get_an_immediate_503(tmp_path, max_queue_time):
+    """Past MIN_ADMITTED requests in flight, a request is refused when those in flight would
+    take longer than `max_queue_time` to finish at the rate the worker finishes them. With
+    scrypt (file users) a worker finishes far fewer than 32 / 0.05 s = 640 a second, so a
+    burst of 150 gets the floor's 32 and more served and the rest a 503 + Retry-After; with
+    0 (off) every one is served, however long it waits."""
+    server = f"max_queue_time = {max_queue_time}\nmax_connections_per_address = 0\n"
+    with gateway_with(tmp_path, server) as gw:
+        answers = _storm(gw, 150)
+    served = [a for a in answers if a.startswith(b"HTTP/1.1 200 ")]
+    refused = [a for a in answers if a.startswith(b"HTTP/1.1 503 ")]
+    assert len(served) + len(refused) == len(answers), [a[:40] for a in answers]
+    for data in served:
+        assert parse_config(data.partition(b"\r\n\r\n")[2])["accounts"]
+    for data in refused:
+        assert_error_document(data, 503, "upstream_unavailable")
+        assert b"\r\nretry-after: " in data
+    if max_queue_time:
+        assert len(served) >= 32 and len(refused) > 0, (len(served), len(refused))
+    else:
+        assert len(served) == len(answers)
