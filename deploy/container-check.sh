@@ -15,6 +15,10 @@
 #   PODMAN_RUN_OPTS          extra `podman run` options. On a host with hybrid cgroups and a
 #                            capped RLIMIT_NPROC (the project's own test machines):
 #                            "--runtime runc --ulimit nofile=20000:20000 --ulimit nproc=32768:32768"
+#                            (crun refuses cgroup v1 with a controller left on cgroup v2; podman
+#                            lowers its own RLIMIT_NPROC to 32768 before starting the runtime and
+#                            asks for the host's limits, which the runtime may then not raise).
+#                            Building there also needs "--isolation=chroot" (same cgroups).
 #   PORT                     host port for the container's 8080 (default 18080).
 set -euo pipefail
 cd "$(dirname "$0")/.."
