@@ -596,10 +596,10 @@ def report(results: list[Result], bare: list[float], loads: list[str] | None = N
         f"Bare route: {statistics.median(bare):,.0f} req/s (median of {len(bare)}: "
         + " / ".join(f"{b:,.0f}" for b in bare) + ")",
         "",
-        "| scenario | req/s | ratio to bare | p50 ms | p99 ms | gateway CPU µs/req "
+        "| scenario | req/s | ratio to bare | p50 ms | p99 ms | non-2xx % | gateway CPU µs/req "
         "| upstream calls/req | slapd / backend CPU µs/req | worker RSS MB | loop lag max ms "
         "| per round req/s |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|",
     ]
     for key in dict.fromkeys(r.scenario for r in results):
         rs = [r for r in results if r.scenario == key]
@@ -611,6 +611,7 @@ def report(results: list[Result], bare: list[float], loads: list[str] | None = N
             f"| {key}: {SCENARIOS[key].title} | {med([r.load.rps for r in rs]):,.0f} "
             f"| {med([r.ratio for r in rs]):.3f} | {med([r.load.p50_ms for r in rs]):.2f} "
             f"| {med([r.load.p99_ms for r in rs]):.2f} "
+            f"| {med([100 * r.load.non_2xx / max(1, r.load.requests) for r in rs]):.1f} "
             f"| {med([r.cpu_us_per_request for r in rs]):,.0f} | {upstream} "
             f"| {med([r.helper_cpu_us.get('slapd', 0) for r in rs]):,.0f} / "
             f"{med([r.helper_cpu_us.get('backend', 0) for r in rs]):,.0f} "
