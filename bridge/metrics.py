@@ -16,7 +16,9 @@ matches no profile or tenant is counted under "-".
 Cost: a request must not format label values or look a labelled child up in
 prometheus-client (a lock and a tuple of strings per call). Each profile's and
 each backend's series are resolved once into `ProfileMetrics`/`BackendMetrics`
-(kept here by name), so a request pays dict lookups and the increments.
+(kept here by name), so a request pays dict lookups and the increments. Measured
+with callgrind on a cached request through the app (2026-11-30): 362,390 -> 362,964
+instructions in one process, 372,734 -> 377,622 in multiprocess mode (+0.2%, +1.3%).
 
 The unlabelled request names from before (`bridge_requests_total`,
 `bridge_responses_<status>_total`, `bridge_request_duration_seconds` and the
