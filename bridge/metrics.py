@@ -24,8 +24,9 @@ The unlabelled request names from before (`bridge_requests_total`,
 `bridge_responses_<status>_total`, `bridge_request_duration_seconds` and the
 `bridge_token_` ones) are kept for existing dashboards, but a request no longer
 pays for them: the scrape sums them from the labelled series (`_legacy`), exactly,
-since the stage buckets include every bucket of the old histogram. Other names
-(`bridge_rate_limited_*`, ...) are made on first use by `inc`/`set`/`observe`.
+since the stage buckets include every bucket of the old histogram. The other
+unlabelled names (`bridge_rate_limited_*`, ...) are declared at start (`COUNTERS`,
+`GAUGES`) and written by name with `inc`/`set`/`observe`.
 """
 
 from __future__ import annotations

@@ -112,3 +112,12 @@ def test_after_a_reload_the_new_breaker_owns_the_gauge() -> None:
     assert value("bridge_breaker_state", backend=backend) == 0
     new.failure()
     assert value("bridge_breaker_state", backend=backend) == 2
+
+
+def test_outcomes_are_the_audit_lines() -> None:
+    from bridge.logs import _outcome
+    from bridge.metrics import OUTCOMES, outcome
+
+    statuses = (200, 400, 401, 403, 404, 405, 429, 500, 503)
+    assert [outcome(s) for s in statuses] == [_outcome(s) for s in statuses]
+    assert {outcome(s) for s in statuses} == set(OUTCOMES)
