@@ -52,6 +52,7 @@ from uvicorn.server import ServerState
 
 from bridge.clientaddr import Network, parse_networks
 from bridge.errors import DEFAULT_MESSAGES, DEFAULT_RETRY_AFTER
+from bridge.metrics import METRICS
 
 logger = logging.getLogger("bridge.listener")
 
@@ -163,10 +164,11 @@ def _refusals(messages: Mapping[str, str], retry_after: int) -> dict[int, bytes]
 
 
 class _Refused(Exception):
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, limit: str | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.limit = limit  # bridge_limit_refusals_total{limit}, for the overload bounds
 
 
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ ")
@@ -347,10 +349,11 @@ class HardenedProtocol(HttpToolsProtocol):
         key = address_key(self.client, self.limits.connection_cap_exempt)
         cap = self.limits.max_connections_per_address
         if len(self.connections) > self.limits.max_connections:
-            self._refuse(_Refused(503, "too many connections"))
+            self._refuse(_Refused(503, "too many connections", "connections"))
             return
         if key is not None and cap and self.per_address[key] >= cap:
-            self._refuse(_Refused(503, "too many connections from this address"))
+            self._refuse(_Refused(503, "too many connections from this address",
+                                  "address_connections"))
             return
         if key is not None:
             self.address_key = key
@@ -438,6 +441,8 @@ class HardenedProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         logger.debug("%s: refused with %d (%s)", self._peer(), refusal.status, refusal.reason)
+        if refusal.limit is not None:
+            METRICS.limit_refusals[refusal.limit].inc()
         head, _, rest = self.refusals[refusal.status].partition(b"\r\n")
         extra = b"".join(name + b": " + value + b"\r\n"
                          for name, value in self.server_state.default_headers)
@@ -491,11 +496,11 @@ class HardenedProtocol(HttpToolsProtocol):
             raise _Refused(431, "request headers too large")
         in_flight = len(self.tasks)
         if in_flight >= limits.max_connections:
-            raise _Refused(503, "too many requests in flight")
+            raise _Refused(503, "too many requests in flight", "in_flight")
         if in_flight >= MIN_ADMITTED and limits.max_queue_time and not self.admission.admits(
                 in_flight, self.server_state.total_requests, self.loop.time(),
                 limits.max_queue_time):
-            raise _Refused(503, "requests in flight would take too long")
+            raise _Refused(503, "requests in flight would take too long", "queue_time")
         super().on_headers_complete()
         self.cycle.transport = _OneWrite(self.transport, self.loop)
 

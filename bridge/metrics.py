@@ -61,11 +61,13 @@ OUTCOMES = ("ok", "auth_failed", "rate_limited", "rejected", "error")
 ERROR_KINDS = ("unavailable", "timeout", "answered", "circuit_open")
 # bridge_breaker_state: 0 closed, 1 half-open (the next call probes), 2 open
 BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}
-LIMITS = ("address", "username", "backoff", "token_address")
+LIMITS = ("address", "username", "backoff", "token_address",
+          # the listener's overload bounds (bridge/listener.py), answered 503 + Retry-After
+          "connections", "address_connections", "in_flight", "queue_time")
 CACHES = ("document", "negative", "coalesced")
 # unlabelled names that code makes with inc()/set(): declared at start, so that they read
 # 0 (and rate() works) before their first event
-COUNTERS = (*(f"bridge_rate_limited_{limit}_total" for limit in LIMITS),
+COUNTERS = (*(f"bridge_rate_limited_{limit}_total" for limit in LIMITS[:4]),
             "bridge_limit_bypass_trusted_total", "bridge_limit_bypass_new_address_total",
             "bridge_breaker_refusals_total", "bridge_state_store_failures_total",
             "bridge_tokens_issued_total", "bridge_tokens_redeemed_total",

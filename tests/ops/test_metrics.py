@@ -183,3 +183,26 @@ def test_a_metrics_address_that_is_not_one_is_refused(tmp_path: Path) -> None:
         load(demo_copy(tmp_path, 'metrics_listen = "9105"'))
     assert caught.value.problems == [
         "Config value 'server.metrics_listen': expected HOST:PORT, received '9105'"]
+
+
+def test_the_listeners_overload_refusals_are_counted(tmp_path: Path) -> None:
+    import asyncio
+
+    config = demo_copy(tmp_path, "max_connections = 2")
+
+    async def burst(base_url: str) -> list[int]:
+        async def one(i: int) -> int:
+            async with httpx.AsyncClient(timeout=30) as client:  # a connection each
+                params = {"user": "alice", "password": f"slow-scrypt-{i}"}
+                return (await client.get(base_url + "/provision", params=params)).status_code
+        return list(await asyncio.gather(*(one(i) for i in range(8))))
+
+    with Gateway(config, tmp_path) as gw:
+        wait_for(lambda: _up(gw.base_url))
+        statuses = asyncio.run(burst(gw.base_url))
+        refused = statuses.count(503)
+        assert refused >= 1, statuses
+        _, samples = scrape(gw.base_url)
+    assert value(samples, "bridge_limit_refusals_total", limit="connections") == refused
+    # refused before the application: not provisioning requests
+    assert value(samples, "bridge_provision_requests_total") == len(statuses) - refused
