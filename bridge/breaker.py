@@ -124,13 +124,13 @@ class CircuitBreaker:
                           f"failures, not calling it")
 
     def success(self) -> None:
-        reopened = self._opened_at is not None
-        if reopened:
+        was_open = self._opened_at is not None
+        if was_open:
             logger.warning("circuit %s: closed again, the probe succeeded", self.name)
         self.failures = 0
         self._opened_at = None
         self._probing = False
-        if reopened:
+        if was_open:
             self.report()
 
     def failure(self) -> None:
