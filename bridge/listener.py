@@ -228,9 +228,10 @@ def _lingering(server_state: ServerState) -> list[int]:
     return count
 
 
-MIN_ADMITTED = 32     # requests in flight per worker never refused for time: the rate is
-                      # unknown after a quiet spell, and a bench's 64 connections stay below
-RATE_WINDOW = 0.5     # seconds over which the rate of finished requests is measured
+MIN_ADMITTED = 32     # requests in flight per worker never refused for time
+RATE_WINDOW = 0.5     # the rate of finished requests is measured over the last 0.5-1 s
+FIRST_LOOK = 0.1      # seconds of a busy spell before its rate is trusted
+QUIET_GAP = 1.0       # a worker below MIN_ADMITTED this long starts a new busy spell
 
 
 class _Admission:
@@ -243,21 +244,31 @@ class _Admission:
     (bench/storm.py). By Little's law a new request waits about in_flight / rate; past
     `max_queue_time` it gets an immediate 503 + Retry-After and the phone keeps its
     configuration, so the ones admitted are served in bounded time.
+
+    The rate is only a worker's capacity while it is busy (MIN_ADMITTED or more in
+    flight): what a quiet worker finishes is what it was asked. So a busy spell admits
+    everything for FIRST_LOOK seconds and then judges by what it finished since it became
+    busy (at most the last one to two RATE_WINDOWs): a burst against a fast backend is
+    served whole, one against a slow backend is cut after a tenth of a second.
     """
 
-    __slots__ = ("finished", "rate", "since")
+    __slots__ = ("last", "marks")
 
     def __init__(self) -> None:
-        self.since = 0.0
-        self.finished = 0
-        self.rate = 0.0  # requests finished per second over the last window
+        self.last = -QUIET_GAP           # the latest call: every call is a busy moment
+        self.marks = [(0.0, 0)]          # (time, requests finished) at most RATE_WINDOW apart
 
     def admits(self, in_flight: int, finished: int, now: float, max_queue_time: float) -> bool:
-        elapsed = now - self.since
-        if elapsed >= RATE_WINDOW:
-            self.rate = (finished - self.finished) / elapsed
-            self.since, self.finished = now, finished
-        return in_flight < self.rate * max_queue_time
+        if now - self.last > QUIET_GAP:
+            self.marks = [(now, finished)]
+        self.last = now
+        since, finished_then = self.marks[0]
+        elapsed = now - since
+        if elapsed < FIRST_LOOK:
+            return True
+        if now - self.marks[-1][0] >= RATE_WINDOW:
+            self.marks = [self.marks[-1], (now, finished)]
+        return in_flight < (finished - finished_then) / elapsed * max_queue_time
 
 
 def _admission(server_state: ServerState) -> _Admission:
