@@ -29,8 +29,9 @@ Model (see `AsyncLdapClient`):
   4.2.1), so it is not reset on release. It goes straight to the next waiting
   bind, or idle; one that stays idle RESET_DELAY seconds is rebound
   anonymously in the background. Nothing but a bind runs under a previous
-  user's identity, and no connection stays bound as a user longer than
-  RESET_DELAY after its last operation; back-to-back logins save the rebind.
+  user's identity, and an idle connection's rebind is sent RESET_DELAY after
+  its last operation (as soon as the loop runs its timers); back-to-back
+  logins save the rebind.
 - Failover and the service-account hold-back are `failover.Failover` (shared
   with the ldap3 client; the rules are in its docstring). Here: a new
   connection is one `Walk`; setup is TCP, TLS or StartTLS, and the service bind
