@@ -487,10 +487,10 @@ def _storm(gw: Gateway, phones: int) -> list[bytes]:
 def test_requests_that_would_only_queue_get_an_immediate_503(tmp_path, max_queue_time):
     """Past MIN_ADMITTED (32) requests in flight, a request is refused when those in flight
     would take longer than `max_queue_time` to finish at the rate the busy worker finishes
-    them. The first burst starts a busy spell, whose first tenth of a second admits
-    everything (the rate is not known yet): all 150 are served. The second comes while the
-    worker is still judged busy: a worker would have to finish over 3,200 requests a second
-    to take more than 32 of them at 0.01 s; the rest get a 503 + Retry-After. With 0 (off)
+    them. The first burst starts a busy spell, which admits everything until 32 requests
+    have finished (the rate is not known before): all 150 are served. The second comes
+    while the spell lasts: a worker would have to finish over 3,200 requests a second to
+    take more than 32 of them at 0.01 s; the rest get a 503 + Retry-After. With 0 (off)
     every one is served, however long it waits."""
     server = f"max_queue_time = {max_queue_time}\nmax_connections_per_address = 0\n"
     with gateway_with(tmp_path, server) as gw:
