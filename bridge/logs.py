@@ -344,6 +344,8 @@ def audit(*, profile: str, tenant: str | None, username: str | None, client: str
     The client address comes first after a fixed prefix, so that nothing the
     phone sends (the username is quoted, after it) can move what a filter reads.
     """
+    if not audit_logger.isEnabledFor(logging.INFO):  # log_level above info: no line to build
+        return
     outcome = _outcome(status)
     duration = (time.perf_counter() - started) * 1000
     fields = {"profile": profile, "tenant": tenant or "-", "username": username,
