@@ -131,6 +131,15 @@ async def _check_backends(settings: Settings, timeout: float = 10.0) -> int:
                 print(f"  - [{where}] NOT READY: {detail}", file=sys.stderr)
             else:
                 print(f"  - [{where}] ready")
+        if settings.state.backend == "redis":  # a shared store: reachable, whatever on_failure
+            try:
+                async with asyncio.timeout(timeout):
+                    await runtime.stores[0].ready()
+            except Exception as exc:  # unreachable, refused, timed out: reported plainly
+                failed += 1
+                print(f"  - [state] NOT READY: {type(exc).__name__}", file=sys.stderr)
+            else:
+                print("  - [state] ready")
     return failed
 
 

@@ -131,9 +131,13 @@ class Runtime:
         return True
 
     async def unready(self, timeout: float) -> list[tuple[str, str]]:
-        """(where, why) of every backend whose `ready()` fails or takes over `timeout`."""
+        """(where, why) of every backend whose `ready()` fails or takes over `timeout`.
 
-        async def check(backend: Backend) -> str | None:
+        The shared state store ("state") counts when requests fail without it
+        (`on_failure = "closed"`).
+        """
+
+        async def check(backend: Backend | Store) -> str | None:
             try:
                 async with asyncio.timeout(timeout):
                     await backend.ready()
@@ -143,7 +147,8 @@ class Runtime:
                 return getattr(exc, "detail", "") or type(exc).__name__
             return None
 
-        described = self.described_backends()
+        described: list[tuple[str, Backend | Store]] = list(self.described_backends())
+        described += [("state", store) for store in self.stores if store.required]
         results = await asyncio.gather(*(check(backend) for _, backend in described))
         return [(where, why) for (where, _), why in zip(described, results, strict=True)
                 if why is not None]

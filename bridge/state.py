@@ -49,6 +49,14 @@ class Store:
     async def delete(self, key: str) -> None:
         raise NotImplementedError
 
+    async def ready(self) -> None:
+        """Raise if the store cannot be reached (check-config --connect, /readyz)."""
+
+    @property
+    def required(self) -> bool:
+        """Whether requests fail while the store is unreachable (then /readyz checks it)."""
+        return False
+
     async def close(self) -> None:
         """Release connections."""
 
@@ -140,6 +148,13 @@ class RedisStore(Store):
     async def delete(self, key: str) -> None:
         await self.client.delete(self.prefix + key)
 
+    async def ready(self) -> None:
+        await self.client.ping()
+
+    @property
+    def required(self) -> bool:
+        return True
+
     async def close(self) -> None:
         await self.client.aclose()
 
@@ -163,6 +178,14 @@ class ResilientStore(Store):
         self.mode = mode
         self.retry_interval = retry_interval
         self._down_until = 0.0
+
+    async def ready(self) -> None:
+        await self.primary.ready()
+
+    @property
+    def required(self) -> bool:
+        """With on_failure = "local" the gateway serves without Redis (degraded)."""
+        return self.mode == "closed"
 
     def _choose(self) -> Store | None:
         if time.monotonic() >= self._down_until:

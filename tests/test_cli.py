@@ -145,3 +145,25 @@ def test_render_for_another_profile(tmp_path):
     missing = run("render", "--config", str(tmp_path / "config.toml"), "--profile", "nope",
                   "--username", "alice", stdin="wonderland\n")
     assert missing.returncode == 2 and "ios" in missing.stderr
+
+
+def test_check_config_connect_checks_the_shared_state_store(tmp_path):
+    """A configured Redis that cannot be reached is reported, whatever on_failure says."""
+    import shutil
+
+    from tests.ldap.slapd import free_port
+
+    demo = ROOT / "bridge" / "demo"
+    for name in ("users.toml", "accounts.sqlite", "config.toml"):
+        shutil.copy(demo / name, tmp_path / name)
+    config = tmp_path / "config.toml"
+    base = config.read_text()
+    for port, status in ((6379, 0), (free_port(), 1)):
+        config.write_text(base + f'\n[state]\nbackend = "redis"\nredis_url = '
+                          f'"redis://127.0.0.1:{port}/0"\nsecret = "shared-secret-x"\n')
+        result = run("check-config", "--connect", str(config))
+        assert result.returncode == status, result.stdout + result.stderr
+        if status:
+            assert "[state] NOT READY: ConnectionError" in result.stderr
+        else:
+            assert "[state] ready" in result.stdout

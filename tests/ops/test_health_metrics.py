@@ -87,3 +87,37 @@ def test_a_health_path_cannot_shadow_another(tmp_path: Path):
     with pytest.raises(ConfigError) as caught:
         load(config)
     assert "server.readyz_path" in str(caught.value.problems)
+
+
+def _with_redis(config: Path, port: int, on_failure: str) -> Path:
+    config.write_text(config.read_text() + f"""
+[state]
+backend = "redis"
+redis_url = "redis://127.0.0.1:{port}/0"
+redis_prefix = "zb-ready-test:"
+secret = "a-shared-secret-for-the-test"
+on_failure = "{on_failure}"
+""")
+    return config
+
+
+@pytest.mark.parametrize(("on_failure", "down_status"), [("closed", 503), ("local", 200)])
+def test_readiness_follows_redis_when_requests_need_it(tmp_path: Path, on_failure: str,
+                                                       down_status: int,
+                                                       caplog: pytest.LogCaptureFixture):
+    """With on_failure = "closed" every request fails while Redis is unreachable, so the
+    instance is not ready (a load balancer sends phones elsewhere); with "local" it serves
+    on its own limits, degraded but ready. Redis on 6379 is the machine's (tests/run.sh)."""
+    from tests.ldap.slapd import free_port
+
+    up = create_app(load(_with_redis(demo_copy(tmp_path), 6379, on_failure)))
+    with TestClient(up) as client:
+        assert client.get("/readyz").status_code == 200
+    down = tmp_path / "down"
+    down.mkdir()
+    app = create_app(load(_with_redis(demo_copy(down), free_port(), on_failure)))
+    with TestClient(app) as client, caplog.at_level(logging.INFO, logger="bridge"):
+        assert client.get("/readyz").status_code == down_status
+    logged = [r.getMessage() for r in caplog.records if "not ready" in r.getMessage()]
+    assert bool(logged) == (down_status == 503)
+    assert all(m.startswith("not ready: [state]") for m in logged), logged
