@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -44,8 +44,12 @@ def unstale(read: Callable[[], T], attempts: int = 10) -> T:
     for attempt in range(attempts):
         try:
             return read()
-        except StaleElementReferenceException:
-            if attempt == attempts - 1:
+        except WebDriverException as exc:
+            # Chromium 156 also reports a node of the page it just replaced as "Node with
+            # given id does not belong to the document" (an unknown error, not a stale one)
+            gone = isinstance(exc, StaleElementReferenceException) or (
+                "does not belong to the document" in (exc.msg or ""))
+            if not gone or attempt == attempts - 1:
                 raise
             time.sleep(0.2)
     raise AssertionError("unreachable")
