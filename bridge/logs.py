@@ -26,8 +26,8 @@ import contextvars
 import hashlib
 import json
 import logging
+import random
 import re
-import secrets
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
@@ -274,7 +274,9 @@ class RequestIdMiddleware:
             text = given.decode("latin-1")
             if _REQUEST_ID.fullmatch(text):
                 rid = text
-        rid = rid or secrets.token_hex(8)
+        # an id, not a secret: the module's PRNG (reseeded in forked children by CPython)
+        # saves the getrandom() system call per request that secrets.token_hex made
+        rid = rid or f"{random.getrandbits(64):016x}"
         token = _request_id.set(rid)
         header = (b"x-request-id", rid.encode("ascii"))
 
