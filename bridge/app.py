@@ -46,7 +46,7 @@ from bridge.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bridge.metrics import METRICS, UNKNOWN, watch_event_loop
 from bridge.params import credentials_from_query
 from bridge.reload import Reloader
-from bridge.runtime import Runtime
+from bridge.runtime import Runtime, readiness
 from bridge.settings import Profile, Settings
 from bridge.tokens.service import TokenDesk, TokenService
 
@@ -304,7 +304,10 @@ def _routes(gen: Generation) -> list[BaseRoute]:
         return PlainTextResponse("ok\n", headers={"Cache-Control": "no-store"})
 
     async def readyz(request: Request) -> Response:
-        unready = await gateway.build().unready(settings.server.ready_timeout)
+        timeout = settings.server.ready_timeout
+        unready = await gateway.build().unready(timeout)
+        if tokens is not None and (why := await readiness(tokens.store, timeout)):
+            unready.append(("tokens", why))
         for where, why in unready:
             logger.warning("not ready: [%s] %s", where, why)
         status = 503 if unready else 200

@@ -131,6 +131,21 @@ async def _check_backends(settings: Settings, timeout: float = 10.0) -> int:
                 print(f"  - [{where}] NOT READY: {detail}", file=sys.stderr)
             else:
                 print(f"  - [{where}] ready")
+        if settings.tokens is not None:  # started as serve starts it (creating its table)
+            from bridge.tokens.service import TokenService
+
+            tokens = TokenService(settings)
+            try:
+                async with asyncio.timeout(timeout):
+                    await tokens.start()
+                    stack.push_async_callback(tokens.close)
+                    await tokens.store.ready()
+            except Exception as exc:  # unreachable, refused, timed out: reported plainly
+                failed += 1
+                detail = getattr(exc, "detail", "") or type(exc).__name__
+                print(f"  - [tokens] NOT READY: {detail}", file=sys.stderr)
+            else:
+                print("  - [tokens] ready")
         if settings.state.backend == "redis":  # a shared store: reachable, whatever on_failure
             try:
                 async with asyncio.timeout(timeout):

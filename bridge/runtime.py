@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from bridge.breaker import CircuitBreaker
 from bridge.cache import Coalescer, ResponseCache
@@ -28,6 +29,22 @@ from bridge.plugins import Backend, BackendSpec
 from bridge.provision import Pipeline, Provisioner
 from bridge.settings import PipelineSettings, Profile, Settings
 from bridge.state import Store
+
+
+class Ready(Protocol):
+    async def ready(self) -> None: ...
+
+
+async def readiness(thing: Ready, timeout: float) -> str | None:
+    """Why `thing` is not ready (its `ready()` failed or took over `timeout`), or None."""
+    try:
+        async with asyncio.timeout(timeout):
+            await thing.ready()
+    except TimeoutError:
+        return f"no answer within {timeout:g} s"
+    except Exception as exc:  # any failure makes it unready; the detail is logged
+        return getattr(exc, "detail", "") or type(exc).__name__
+    return None
 
 
 @dataclass(frozen=True)
@@ -137,19 +154,9 @@ class Runtime:
         (`on_failure = "closed"`).
         """
 
-        async def check(backend: Backend | Store) -> str | None:
-            try:
-                async with asyncio.timeout(timeout):
-                    await backend.ready()
-            except TimeoutError:
-                return f"no answer within {timeout:g} s"
-            except Exception as exc:  # any failure makes it unready; the detail is logged
-                return getattr(exc, "detail", "") or type(exc).__name__
-            return None
-
-        described: list[tuple[str, Backend | Store]] = list(self.described_backends())
+        described: list[tuple[str, Ready]] = list(self.described_backends())
         described += [("state", store) for store in self.stores if store.required]
-        results = await asyncio.gather(*(check(backend) for _, backend in described))
+        results = await asyncio.gather(*(readiness(backend, timeout) for _, backend in described))
         return [(where, why) for (where, _), why in zip(described, results, strict=True)
                 if why is not None]
 

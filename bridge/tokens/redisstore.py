@@ -70,6 +70,9 @@ class RedisTokenStore(TokenStore):
     async def start(self) -> None:
         await self._run(self.client.ping())
 
+    async def ready(self) -> None:
+        await self._run(self.client.ping())
+
     async def close(self) -> None:
         await self.client.aclose()
 

@@ -119,6 +119,10 @@ class SQLTokenStore(TokenStore):
                 async with self._begin():
                     pass
 
+    async def ready(self) -> None:
+        async with self._begin() as conn:
+            await conn.execute(select(1))
+
     async def close(self) -> None:
         if self._engine is not None:
             await self._engine.dispose()

@@ -60,6 +60,9 @@ class TokenStore:
     async def close(self) -> None:
         """Release connections."""
 
+    async def ready(self) -> None:
+        """Raise if the store cannot serve (/readyz, check-config --connect)."""
+
     async def add(self, ticket: Ticket) -> None:
         raise NotImplementedError
 
