@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import getpass
 import logging.config
-import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -78,8 +77,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                    metrics_listen=server.metrics_listen)
     if server.metrics_listen and not _serve_metrics(server.metrics_listen):
         return 1
-    # SIGHUP reloads (installed by the app's lifespan); until then it must not kill us
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # SIGHUP reloads (installed by the app's lifespan); until then it is remembered
+    from bridge.reload import hold_sighup
+
+    hold_sighup()
     uvicorn.run(create_app(settings, reload_from=config_path), **common)
     return 0
 

@@ -46,7 +46,22 @@ class Generation(Protocol):
 RESTART_KEYS = ("host", "port", "workers", "tls_certificate", "tls_key", "access_log",
                 "log_level", "log_format", "header_timeout", "idle_timeout",
                 "max_target_length", "max_header_size", "max_headers", "max_connections",
-                "max_connections_per_address", "connection_cap_exempt")
+                "max_connections_per_address", "max_queue_time", "connection_cap_exempt",
+                "metrics_listen")
+
+_early_hup = [False]  # a SIGHUP came before the app's handler existed
+
+
+def hold_sighup() -> None:
+    """Until the app's handler exists, a SIGHUP is remembered, not lost (and kills nothing).
+
+    A worker starting its backends when the supervisor forwards a SIGHUP would
+    otherwise ignore it and serve the old file while its siblings serve the new one.
+    """
+    def remember(signum: int, frame: object) -> None:
+        _early_hup[0] = True
+
+    signal.signal(signal.SIGHUP, remember)
 
 
 class Reloader:
@@ -119,6 +134,9 @@ class Reloader:
                 loop.add_signal_handler(signal.SIGHUP, self._on_hup)
             except (ValueError, RuntimeError):  # not the main thread (an in-process test)
                 hup = False
+            if hup and _early_hup[0]:  # the file may have changed while this one started
+                _early_hup[0] = False
+                self._on_hup()
         try:
             yield
         finally:

@@ -101,8 +101,10 @@ def _settings(config_path: str, text: str) -> Settings:
 
 def _worker(config_path: str | None, config_text: str, options: dict[str, Any],
             parent: int) -> None:
-    # a SIGHUP before the app's handler exists must not kill the worker
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # a SIGHUP before the app's handler exists must not kill the worker, nor be lost
+    from bridge.reload import hold_sighup
+
+    hold_sighup()
     _die_with(parent)
     import uvicorn
 

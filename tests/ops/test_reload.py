@@ -207,3 +207,53 @@ def _age(pid: int) -> float:
     ticks = int(Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[19])
     uptime = float(Path("/proc/uptime").read_text().split()[0])
     return uptime - ticks / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_sighup_during_start_up_is_not_lost(tmp_path: Path):
+    """A worker still starting its backends when the supervisor forwards a SIGHUP used to
+    ignore it and serve the old file while its siblings served the new one (seen once in CI
+    as a reload count of 1 of 2). Now it is remembered and the reload runs once the handler
+    exists. Driven here in the test's own main thread, with a generation that records it."""
+    import asyncio
+
+    from bridge.reload import Reloader, hold_sighup
+    from bridge.settings import load
+
+    config = demo_copy(tmp_path)
+    reloads: list[object] = []
+
+    class Recorded:
+        settings = load(config)
+        routes: list[object] = []
+        token_paths: list[str] = []
+        quiet_paths: set[str] = set()
+
+        async def start(self) -> None:
+            if not reloads:  # the first generation: the signal arrives while it starts
+                os.kill(os.getpid(), signal.SIGHUP)
+
+        async def close(self, grace: float) -> None:
+            pass
+
+        def successor(self, settings: object) -> Recorded:
+            reloads.append(settings)
+            return Recorded()
+
+        def trusts(self, peer: str | None) -> bool:
+            return False
+
+    async def serve() -> None:
+        reloader = Reloader(Recorded(), config, [], set())  # type: ignore[arg-type]
+        async with reloader.serving():
+            for _ in range(250):
+                if reloads:
+                    break
+                await asyncio.sleep(0.02)
+
+    previous = signal.getsignal(signal.SIGHUP)
+    try:
+        hold_sighup()
+        asyncio.run(serve())
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert len(reloads) == 1
