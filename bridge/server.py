@@ -101,10 +101,12 @@ def _settings(config_path: str, text: str) -> Settings:
 
 def _worker(config_path: str | None, config_text: str, options: dict[str, Any],
             parent: int) -> None:
-    # a SIGHUP before the app's handler exists must not kill the worker, nor be lost
+    # a SIGHUP before the app's handler exists must not kill the worker, nor be lost: it
+    # was blocked since the supervisor started this process, and is remembered from here
     from bridge.reload import hold_sighup
 
     hold_sighup()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     _die_with(parent)
     import uvicorn
 
@@ -151,7 +153,15 @@ def run(config_path: str | None, workers: int, options: dict[str, Any],
         process = context.Process(target=_worker,
                                   args=(config_path, config_text, options, os.getpid()),
                                   daemon=False)
-        process.start()
+        # A spawned worker starts a new interpreter, where SIGHUP would end it until its
+        # handler exists (a reload during a worker's start-up stopped the whole gateway). It
+        # starts with SIGHUP blocked instead (the mask survives exec): one sent meanwhile
+        # stays pending until the worker can remember it (_worker, bridge/reload.py).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         return process, time.monotonic()
 
     def stop(signum: int, frame: object) -> None:
