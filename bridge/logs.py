@@ -348,18 +348,19 @@ def audit(*, profile: str, tenant: str | None, username: str | None, client: str
     """
     if not audit_logger.isEnabledFor(logging.INFO):  # log_level above info: no line to build
         return
-    outcome = _outcome(status)
+    result = outcome(status)
     duration = (time.perf_counter() - started) * 1000
     fields = {"profile": profile, "tenant": tenant or "-", "username": username,
-              "client": client or "-", "outcome": outcome, "status": status,
+              "client": client or "-", "outcome": result, "status": status,
               "duration_ms": round(duration, 1)}
     audit_logger.info("provision client=%s outcome=%s status=%d profile=%s tenant=%s "
-                      "user=%s %.1fms", client or "-", outcome, status, profile,
+                      "user=%s %.1fms", client or "-", result, status, profile,
                       tenant or "-", json.dumps(username, ensure_ascii=True), duration,
                       extra={"audit": fields})
 
 
-def _outcome(status: int) -> str:
+def outcome(status: int) -> str:
+    """ok, auth_failed, rate_limited, rejected or error: the audit line's (and the metrics')."""
     if status < 400:
         return "ok"
     if status in (401, 403):

@@ -46,6 +46,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from bridge.logs import outcome
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -73,17 +75,6 @@ COUNTERS = (*(f"bridge_rate_limited_{limit}_total" for limit in LIMITS[:4]),
             "bridge_tokens_issued_total", "bridge_tokens_redeemed_total",
             "bridge_tokens_refused_total")
 GAUGES = ("bridge_state_store_degraded", "bridge_event_loop_lag_max_seconds")
-
-
-def outcome(status: int) -> str:
-    """The audit line's outcome of a status (the same rule as bridge/logs.py)."""
-    if status < 400:
-        return "ok"
-    if status in (401, 403):
-        return "auth_failed"
-    if status == 429:
-        return "rate_limited"
-    return "rejected" if status < 500 else "error"
 
 
 class _Inc(Protocol):

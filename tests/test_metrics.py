@@ -115,9 +115,12 @@ def test_after_a_reload_the_new_breaker_owns_the_gauge() -> None:
 
 
 def test_outcomes_are_the_audit_lines() -> None:
-    from bridge.logs import _outcome
-    from bridge.metrics import OUTCOMES, outcome
+    """The metrics label with the audit line's own rule (bridge.logs.outcome)."""
+    from bridge.logs import outcome
+    from bridge.metrics import OUTCOMES
 
     statuses = (200, 400, 401, 403, 404, 405, 429, 500, 503)
-    assert [outcome(s) for s in statuses] == [_outcome(s) for s in statuses]
+    assert [outcome(s) for s in statuses] == [
+        "ok", "rejected", "auth_failed", "auth_failed", "rejected", "rejected", "rate_limited",
+        "error", "error"]
     assert {outcome(s) for s in statuses} == set(OUTCOMES)
