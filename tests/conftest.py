@@ -53,17 +53,26 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
         server.stop()
 
 
-@pytest.fixture
-def private_slapd(tmp_path: Path) -> Iterator[Slapd]:
-    reason = slapd_mod.missing()
-    if reason:
+def _own_slapd(folder: Path, with_monitor: bool = False) -> Iterator[Slapd]:
+    if reason := slapd_mod.missing():
         unavailable(f"OpenLDAP fixture unavailable: {reason}")
-    server = Slapd(tmp_path / "slapd")
+    server = Slapd(folder, with_monitor=with_monitor)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def private_slapd(tmp_path: Path) -> Iterator[Slapd]:
+    yield from _own_slapd(tmp_path / "slapd")
+
+
+@pytest.fixture
+def monitored_slapd(tmp_path: Path) -> Iterator[Slapd]:
+    """A slapd of the test's own with cn=Monitor: its counts are this test's alone."""
+    yield from _own_slapd(tmp_path / "slapd", with_monitor=True)
 
 
 @pytest.fixture(scope="session")

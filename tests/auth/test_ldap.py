@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,6 @@ from bridge.ldap.escape import (
 )
 from bridge.models import Credentials, Identity
 from bridge.placeholders import UnsafeValue, Values
-from tests.conftest import unavailable
 from tests.ldap import slapd as slapd_mod
 from tests.ldap.slapd import (
     GROUPS,
@@ -138,18 +137,6 @@ async def login(auth: LdapAuthenticator, username: str, password: str) -> Identi
 
 
 # -- cn=Monitor: counting binds and seeing who each connection is bound as -----------------
-
-
-@pytest.fixture
-def monitored_slapd(tmp_path: Path) -> Iterator[Slapd]:
-    if reason := slapd_mod.missing():
-        unavailable(f"OpenLDAP fixture unavailable: {reason}")
-    server = Slapd(tmp_path / "slapd", with_monitor=True)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 # -- configuration -----------------------------------------------------------------------

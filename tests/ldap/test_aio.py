@@ -27,8 +27,6 @@ from bridge.ldap.client import (
     TlsMode,
 )
 from bridge.ldap.escape import escape_filter_value
-from tests.conftest import unavailable
-from tests.ldap import slapd as slapd_mod
 from tests.ldap.slapd import (
     GROUPS,
     GROUPS_DN,
@@ -234,18 +232,6 @@ async def test_reset_after_bind_leaves_connection_anonymous(slapd: Slapd, reset:
         assert (await client.bind(ALICE.dn, "wrong")).code == 49
         await wait_idle(client)
         assert await whoami_on_idle(client) == [b""]
-
-
-@pytest.fixture
-def monitored_slapd(tmp_path: Path) -> Iterator[Slapd]:
-    if reason := slapd_mod.missing():
-        unavailable(f"OpenLDAP fixture unavailable: {reason}")
-    server = Slapd(tmp_path / "slapd", with_monitor=True)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def test_back_to_back_binds_save_the_reset(monitored_slapd: Slapd,

@@ -14,10 +14,9 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,8 +33,6 @@ from bridge.ldap.client import (
 )
 from bridge.ldap.failover import Failover, ServiceTurn, SetupFailed, Skipped
 from bridge.ldap.threaded import Ldap3Client
-from tests.conftest import unavailable
-from tests.ldap import slapd as slapd_mod
 from tests.ldap.slapd import PEOPLE_DN, SERVICE_DN, USERS, Slapd, bind_count
 from tests.ldap.test_aio import fully_paused
 
@@ -377,18 +374,6 @@ async def test_a_timeout_on_a_proven_connection_does_not_mark_the_server_down(
         assert failover_of(client).down() == {}
         assert (await client.bind(ALICE.dn, PASSWORD)).ok  # at once, no down_for wait
         assert await find_bob(client) == 1
-
-
-@pytest.fixture
-def monitored_slapd(tmp_path: Path) -> Iterator[Slapd]:
-    if reason := slapd_mod.missing():
-        unavailable(f"OpenLDAP fixture unavailable: {reason}")
-    server = Slapd(tmp_path / "slapd", with_monitor=True)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize("kind", CLIENTS)
