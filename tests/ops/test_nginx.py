@@ -47,17 +47,22 @@ def nginx() -> str:
     return path
 
 
-def site(folder: Path, port: int, upstream: int) -> Path:
-    """The shipped site with this test's paths, ports and a short read timeout only."""
+def site(folder: Path, port: int, instances: list[int],
+         read_timeout: str | None = None) -> Path:
+    """The shipped site with this test's paths and ports, its upstream listing `instances`,
+    and, given, a shorter `read_timeout`: nothing else of it changed."""
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
     cert.private_key_and_cert_chain_pem.write_to_path(folder / "server.pem")
     ca.cert_pem.write_to_path(folder / "ca.pem")
     text = SITE.read_text()
-    for old, new in ((":443", f":{port}"), ("443 ssl", f"{port} ssl"),
-                     ("127.0.0.1:8080", f"127.0.0.1:{upstream}"),
-                     ("/var/log/nginx", str(folder / "logs")),
-                     ("proxy_read_timeout 15s", "proxy_read_timeout 1s")):
+    servers = "".join(f"    server 127.0.0.1:{p};\n" for p in instances)
+    changes = [(":443", f":{port}"), ("443 ssl", f"{port} ssl"),
+               ("    server 127.0.0.1:8080;\n", servers),
+               ("/var/log/nginx", str(folder / "logs"))]
+    if read_timeout is not None:
+        changes.append(("proxy_read_timeout 15s", f"proxy_read_timeout {read_timeout}"))
+    for old, new in changes:
         assert old in text, old
         text = text.replace(old, new)
     text = re.sub(r"/etc/ssl/\S+\.pem", str(folder / "server.pem"), text)
@@ -73,7 +78,7 @@ def site(folder: Path, port: int, upstream: int) -> Path:
 def front(tmp_path: Path) -> Iterator[tuple[Path, int, int]]:
     binary = nginx()
     port, upstream = free_port(), free_port()
-    main = site(tmp_path, port, upstream)
+    main = site(tmp_path, port, [upstream], read_timeout="1s")
     check = subprocess.run([binary, "-t", "-c", str(main), "-p", str(tmp_path)],
                            capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stderr

@@ -24,13 +24,12 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-import trustme
 
 from bridge.passwords import hash_password
 from tests.conftest import unavailable
 from tests.gateway import Gateway, free_port
 from tests.ops.conftest import demo_copy
-from tests.ops.test_nginx import MAIN, SITE, nginx
+from tests.ops.test_nginx import nginx, site
 
 REDIS_URL = os.environ.get("BRIDGE_TEST_REDIS", "redis://127.0.0.1:6379/15")
 PASSWORD = "Pair-Secret+42&ü"   # alice's; characters that the URL encodes
@@ -98,28 +97,6 @@ def redis_client() -> redis.Redis:
     return client
 
 
-def front_site(folder: Path, port: int, instances: list[int]) -> Path:
-    """The shipped site, its upstream listing both instances, paths and port this test's."""
-    ca = trustme.CA()
-    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
-        folder / "server.pem")
-    ca.cert_pem.write_to_path(folder / "ca.pem")
-    text = SITE.read_text()
-    servers = "".join(f"    server 127.0.0.1:{p};\n" for p in instances)
-    for old, new in ((":443", f":{port}"), ("443 ssl", f"{port} ssl"),
-                     ("    server 127.0.0.1:8080;\n", servers),
-                     ("/var/log/nginx", str(folder / "logs"))):
-        assert old in text, old
-        text = text.replace(old, new)
-    text = re.sub(r"/etc/ssl/\S+\.pem", str(folder / "server.pem"), text)
-    (folder / "site.conf").write_text(text)
-    (folder / "logs").mkdir()
-    (folder / "tmp").mkdir()
-    main = folder / "nginx.conf"
-    main.write_text(MAIN.format(d=folder))
-    return main
-
-
 def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -153,7 +130,7 @@ secret = "{STATE_SECRET}"
     a = Gateway(config, tmp_path, env, ("--workers", "2"), new_session=True)
     b = Gateway(config, tmp_path, env)
     port = free_port()
-    main = front_site(tmp_path, port, [a.port, b.port])
+    main = site(tmp_path, port, [a.port, b.port])
     check = subprocess.run([binary, "-t", "-c", str(main), "-p", str(tmp_path)],
                            capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stderr
