@@ -113,7 +113,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 async def _check_backends(settings: Settings, timeout: float = 10.0) -> int:
     """Start every backend and ask it whether it can serve; print one line each."""
-    from bridge.runtime import Runtime
+    from bridge.runtime import Runtime, readiness
 
     runtime = Runtime(settings)
     failed = 0
@@ -148,12 +148,9 @@ async def _check_backends(settings: Settings, timeout: float = 10.0) -> int:
             else:
                 print("  - [tokens] ready")
         if settings.state.backend == "redis":  # a shared store: reachable, whatever on_failure
-            try:
-                async with asyncio.timeout(timeout):
-                    await runtime.stores[0].ready()
-            except Exception as exc:  # unreachable, refused, timed out: reported plainly
+            if why := await readiness(runtime.stores[0], timeout):
                 failed += 1
-                print(f"  - [state] NOT READY: {type(exc).__name__}", file=sys.stderr)
+                print(f"  - [state] NOT READY: {why}", file=sys.stderr)
             else:
                 print("  - [state] ready")
     return failed
