@@ -22,7 +22,7 @@ import pytest
 
 from bridge.ldap.config import DEFAULT_CLIENT
 from bridge.zoiper.document import parse_config, parse_error
-from tests.auth.test_ldap import CLIENTS, monitored_slapd
+from tests.auth.test_ldap import CLIENTS
 from tests.conftest import unavailable
 from tests.gateway import Gateway
 from tests.ldap import slapd as slapd_mod
@@ -37,7 +37,6 @@ from tests.ldap.slapd import (
 )
 
 pytestmark = pytest.mark.slow
-__all__ = ["monitored_slapd"]  # a fixture, imported for its use below
 
 PASSWORD_ENV = "ZB_E2E_LDAP_BIND_PASSWORD"
 ALICE = USERS["alice"]
